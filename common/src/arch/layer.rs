@@ -1,0 +1,130 @@
+//! The layer vocabulary of the catalogue.
+
+use serde::{Deserialize, Serialize};
+
+/// Element-wise activation functions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// max(x, 0).
+    Relu,
+    /// max(x, slope·x). Paddle 1.x's default slope is 0.02 (PyTorch's 0.01).
+    LeakyRelu {
+        /// Negative slope.
+        slope: f64,
+    },
+}
+
+/// How dropout scales activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropoutImpl {
+    /// Paddle 1.x `downgrade_in_infer`: no rescaling while training, outputs multiplied by
+    /// (1 − p) at eval.
+    Paddle,
+    /// PyTorch's inverted dropout: kept activations scaled by 1/(1 − p) while training.
+    Torch,
+}
+
+/// Parameter initialisation scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// Paddle 1.x defaults: conv weights Normal(0, √(2 / (k²·C_in))), linear weights
+    /// Xavier-uniform, biases 0.
+    Paddle,
+    /// PyTorch defaults: Kaiming-uniform(a = √5) weights, uniform(±1/√fan_in) biases.
+    Torch,
+}
+
+/// Pooling operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    /// Max pooling.
+    Max,
+    /// Average pooling (padding excluded from the average, as in Paddle `exclusive=True`).
+    Avg,
+}
+
+/// One node of a model's layer tree. Layers infer their input size from the shape that
+/// reaches them, so a description never repeats a channel or flatten size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// 2-D convolution, square kernel, from the incoming channels to `out`.
+    Conv {
+        /// Output channels.
+        out: usize,
+        /// Kernel size (square).
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding on each side.
+        padding: usize,
+        /// Whether the convolution has a bias (Paddle's Conv2D always does; ResNet's not).
+        bias: bool,
+    },
+    /// Batch normalisation over the channel (or feature) dimension; eps 1e-5,
+    /// running statistics momentum 0.1 (Paddle's 0.9 on the old value).
+    BatchNorm,
+    /// Element-wise activation.
+    Act(Activation),
+    /// 2-D pooling with a square window (floor rounding, as Paddle's default).
+    Pool {
+        /// Max or average.
+        kind: PoolKind,
+        /// Window size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding on each side.
+        padding: usize,
+    },
+    /// Global average pooling: `[N, C, H, W]` → `[N, C, 1, 1]`.
+    GlobalAvgPool,
+    /// `[N, C, H, W]` → `[N, C·H·W]`.
+    Flatten,
+    /// Fully connected layer to `out` features (with bias).
+    Linear {
+        /// Output features.
+        out: usize,
+    },
+    /// Dropout with probability `p`.
+    Dropout {
+        /// Drop probability.
+        p: f64,
+        /// Scaling convention.
+        implementation: DropoutImpl,
+    },
+    /// Branches applied to the same input, concatenated on the channel dimension.
+    Concat(Vec<Vec<Layer>>),
+    /// `body(x) + shortcut(x)`; an empty shortcut is the identity.
+    Residual {
+        /// The main path.
+        body: Vec<Layer>,
+        /// The projection path (empty for identity).
+        shortcut: Vec<Layer>,
+    },
+}
+
+/// A complete model: its input, its layer tree and how to initialise it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// Catalogue name (with overrides applied, e.g. `cnn_baseline`).
+    pub name: String,
+    /// Input channels (1 or 3).
+    pub channels: usize,
+    /// Input height and width.
+    pub image_size: usize,
+    /// Number of classes (the last layer's width).
+    pub classes: usize,
+    /// The layers in forward order; the last one produces `[N, classes]`.
+    pub layers: Vec<Layer>,
+    /// Initialisation scheme.
+    pub init: InitScheme,
+}

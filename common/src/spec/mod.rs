@@ -1,0 +1,10 @@
+//! Specs users write (TOML) and the system passes around (JSON): runs, datasets, grids.
+
+pub mod dataset;
+pub mod grid;
+pub mod model;
+pub mod run;
+
+pub use dataset::{Augment, BadSamplePolicy, DatasetFormat, DatasetSpec, Fit, SplitSpec};
+pub use model::{ActivationName, HeadKind, KernelKind, ModelFactors};
+pub use run::{DeviceList, LrSchedule, OptimizerKind, RunSpec, SpecError};

@@ -1,0 +1,452 @@
+//! One run: model, data, recipe and placement. Defaults are the seed's recipe
+//! (batch 32, lr 0.001, Momentum 0.9, 60 epochs, 224×224 RGB, 16 classes).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::dataset::DatasetSpec;
+use super::model::ModelFactors;
+
+/// Errors of a spec that parsed but does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// A key no spec knows; `path` is dotted (e.g. `base.dataset.formt`).
+    #[error("unknown key `{path}`")]
+    UnknownKey {
+        /// Dotted key path.
+        path: String,
+    },
+    /// A field whose value is out of range or inconsistent with another.
+    #[error("field `{field}`: {message}")]
+    Invalid {
+        /// Dotted field path.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// TOML syntax or type error, with its position.
+    #[error("{0}")]
+    Toml(String),
+}
+
+/// The optimizer and its hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Paddle-style momentum: v = μ·v + g; p -= lr·v.
+    Momentum,
+    /// Adam (β1 0.9, β2 0.999, ε 1e-8).
+    Adam,
+}
+
+/// Learning-rate schedule, by epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LrSchedule {
+    /// The base lr throughout.
+    Constant,
+    /// `values[i]` from epoch `boundaries[i-1]` on (0-based epochs; `values` has one more
+    /// entry than `boundaries`), the seed's `lr_decay`.
+    Piecewise {
+        /// Epoch indices (0-based) where the lr changes.
+        boundaries: Vec<u32>,
+        /// Learning rates, one more than boundaries.
+        values: Vec<f64>,
+    },
+    /// Cosine from the base lr to `min_lr` over the run.
+    Cosine {
+        /// Final learning rate.
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+/// Devices a run trains on: `cpu`, `cpu:N` (N data-parallel CPU replicas) or
+/// `cuda:0,1,…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceList {
+    /// `n` CPU replicas.
+    Cpu(usize),
+    /// CUDA device ordinals.
+    Cuda(Vec<usize>),
+}
+
+impl DeviceList {
+    /// Parses `cpu`, `cpu:2`, `cuda:0`, `cuda:0,1`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "cpu" {
+            return Ok(DeviceList::Cpu(1));
+        }
+        if let Some(n) = text.strip_prefix("cpu:") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("`{text}`: expected cpu:N with N a positive integer"))?;
+            if n == 0 {
+                return Err(format!("`{text}`: at least one CPU replica"));
+            }
+            return Ok(DeviceList::Cpu(n));
+        }
+        if let Some(list) = text.strip_prefix("cuda:") {
+            let ordinals: Result<Vec<usize>, _> =
+                list.split(',').map(|s| s.trim().parse::<usize>()).collect();
+            let ordinals = ordinals
+                .map_err(|_| format!("`{text}`: expected cuda:I[,J…] with integer ordinals"))?;
+            return Ok(DeviceList::Cuda(ordinals));
+        }
+        Err(format!(
+            "`{text}`: expected `cpu`, `cpu:N` or `cuda:I[,J…]`"
+        ))
+    }
+
+    /// Number of data-parallel replicas.
+    pub fn replicas(&self) -> usize {
+        match self {
+            DeviceList::Cpu(n) => *n,
+            DeviceList::Cuda(v) => v.len(),
+        }
+    }
+
+    /// The device names, one per replica (`cpu` repeated, or `cuda:i`).
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            DeviceList::Cpu(n) => vec!["cpu".to_string(); *n],
+            DeviceList::Cuda(v) => v.iter().map(|i| format!("cuda:{i}")).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceList::Cpu(1) => write!(f, "cpu"),
+            DeviceList::Cpu(n) => write!(f, "cpu:{n}"),
+            DeviceList::Cuda(v) => {
+                let list: Vec<String> = v.iter().map(|i| i.to_string()).collect();
+                write!(f, "cuda:{}", list.join(","))
+            }
+        }
+    }
+}
+
+/// Everything one training run needs. Any field can appear in a grid's `[base]`, and the
+/// scalar ones in its `[grid]` arrays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Catalogue model name (`ablate models` lists them).
+    pub model: String,
+    /// Factor overrides on the model's preset.
+    #[serde(flatten)]
+    pub factors: ModelFactors,
+    /// Input height and width.
+    #[serde(default = "defaults::image_size")]
+    pub image_size: usize,
+    /// Input channels (1 or 3); images are converted to it.
+    #[serde(default = "defaults::channels")]
+    pub channels: usize,
+    /// Number of classes; checked against the dataset.
+    #[serde(default = "defaults::classes")]
+    pub classes: usize,
+    /// Training data; required to train, optional for `validate` and `models`.
+    #[serde(default)]
+    pub dataset: Option<DatasetSpec>,
+    /// Epochs to train.
+    #[serde(default = "defaults::epochs")]
+    pub epochs: u32,
+    /// Global batch size (split across data-parallel replicas).
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Optimizer.
+    #[serde(default = "defaults::optimizer")]
+    pub optimizer: OptimizerKind,
+    /// Momentum μ of the momentum optimizer.
+    #[serde(default = "defaults::momentum")]
+    pub momentum: f64,
+    /// Base learning rate.
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    /// Learning-rate schedule.
+    #[serde(default = "defaults::lr_schedule")]
+    pub lr_schedule: LrSchedule,
+    /// Linear warm-up from 0 to the scheduled lr over this many epochs (0: none).
+    #[serde(default)]
+    pub warmup_epochs: u32,
+    /// L2 weight decay coefficient (added to the gradient: g + wd·p).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Seed of initialisation, shuffling, augmentation and dropout.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// GPUs per run when scheduled on a cluster (0: a CPU run).
+    #[serde(default)]
+    pub gpus: u32,
+    /// Explicit devices for a standalone run (`cpu`, `cpu:2`, `cuda:0,1`); a scheduled run
+    /// gets the devices the coordinator placed it on.
+    #[serde(default)]
+    pub devices: Option<String>,
+    /// Intra-op CPU threads per replica (default: all cores / replicas).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// bf16 autocast on CUDA.
+    #[serde(default)]
+    pub mixed_precision: bool,
+    /// Where checkpoints and `metrics.jsonl` go for a standalone run.
+    #[serde(default)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Attempts before a run is `failed`.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Report one training step loss out of this many.
+    #[serde(default = "defaults::log_every")]
+    pub log_every_steps: u64,
+    /// Keys no field knows; always empty in a valid spec (see [`RunSpec::check`]).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+mod defaults {
+    use super::*;
+    pub(super) fn image_size() -> usize {
+        224
+    }
+    pub(super) fn channels() -> usize {
+        3
+    }
+    pub(super) fn classes() -> usize {
+        16
+    }
+    pub(super) fn epochs() -> u32 {
+        60
+    }
+    pub(super) fn batch_size() -> usize {
+        32
+    }
+    pub(super) fn optimizer() -> OptimizerKind {
+        OptimizerKind::Momentum
+    }
+    pub(super) fn momentum() -> f64 {
+        0.9
+    }
+    pub(super) fn lr() -> f64 {
+        0.001
+    }
+    pub(super) fn lr_schedule() -> LrSchedule {
+        LrSchedule::Constant
+    }
+    pub(super) fn seed() -> u64 {
+        1
+    }
+    pub(super) fn max_attempts() -> u32 {
+        3
+    }
+    pub(super) fn log_every() -> u64 {
+        10
+    }
+}
+
+impl RunSpec {
+    /// Parses a standalone run spec (TOML); unknown keys and bad values are errors with the
+    /// file's line and column.
+    pub fn from_toml(text: &str, file_name: &str) -> Result<RunSpec, String> {
+        let spec: RunSpec = toml::from_str(text).map_err(|e| {
+            let pos = e
+                .span()
+                .map(|s| super::grid::line_col(text, s.start))
+                .map(|(l, c)| format!("{file_name}:{l}:{c}: "))
+                .unwrap_or_else(|| format!("{file_name}: "));
+            format!("{pos}{}", e.message())
+        })?;
+        spec.check().map_err(|e| {
+            let key = match &e {
+                SpecError::UnknownKey { path } => path.clone(),
+                SpecError::Invalid { field, .. } => field.clone(),
+                SpecError::Toml(_) => String::new(),
+            };
+            match super::grid::locate_key(text, &key) {
+                Some((l, c)) => format!("{file_name}:{l}:{c}: {e}"),
+                None => format!("{file_name}: {e}"),
+            }
+        })?;
+        Ok(spec)
+    }
+
+    /// Checks what serde cannot: unknown keys, ranges, consistency.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if let Some(key) = self.unknown.keys().next() {
+            return Err(SpecError::UnknownKey { path: key.clone() });
+        }
+        let invalid = |field: &str, message: String| SpecError::Invalid {
+            field: field.to_string(),
+            message,
+        };
+        if !(self.channels == 1 || self.channels == 3) {
+            return Err(invalid("channels", format!("{} (expected 1 or 3)", self.channels)));
+        }
+        if self.classes < 2 {
+            return Err(invalid("classes", format!("{} (at least 2)", self.classes)));
+        }
+        if self.epochs == 0 {
+            return Err(invalid("epochs", "must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("batch_size", "must be at least 1".into()));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(invalid("lr", format!("{} (must be positive)", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(invalid("momentum", format!("{} (expected 0 ≤ μ < 1)", self.momentum)));
+        }
+        if self.weight_decay < 0.0 {
+            return Err(invalid("weight_decay", "must not be negative".into()));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("max_attempts", "must be at least 1".into()));
+        }
+        if self.log_every_steps == 0 {
+            return Err(invalid("log_every_steps", "must be at least 1".into()));
+        }
+        if let LrSchedule::Piecewise { boundaries, values } = &self.lr_schedule {
+            if values.len() != boundaries.len() + 1 {
+                return Err(invalid(
+                    "lr_schedule.values",
+                    format!(
+                        "{} values for {} boundaries (need one more value than boundaries)",
+                        values.len(),
+                        boundaries.len()
+                    ),
+                ));
+            }
+            if boundaries.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(invalid("lr_schedule.boundaries", "must be increasing".into()));
+            }
+        }
+        if let Some(devices) = &self.devices {
+            DeviceList::parse(devices).map_err(|m| invalid("devices", m))?;
+        }
+        if let Some(dataset) = &self.dataset {
+            dataset.check().map_err(|e| match e {
+                SpecError::Invalid { field, message } => SpecError::Invalid {
+                    field: format!("dataset.{field}"),
+                    message,
+                },
+                SpecError::UnknownKey { path } => SpecError::UnknownKey {
+                    path: format!("dataset.{path}"),
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The devices of a standalone run (`devices`, else `cpu`).
+    pub fn device_list(&self) -> Result<DeviceList, String> {
+        match &self.devices {
+            Some(d) => DeviceList::parse(d),
+            None => Ok(DeviceList::Cpu(1)),
+        }
+    }
+
+    /// A hash of everything that determines the trained weights (not where or how fast the
+    /// run trains), so a checkpoint is refused by a run with another recipe.
+    pub fn training_hash(&self) -> String {
+        let mut canonical = self.clone();
+        canonical.devices = None;
+        canonical.threads = None;
+        canonical.checkpoint_dir = None;
+        canonical.max_attempts = 1;
+        canonical.gpus = 0;
+        canonical.log_every_steps = 1;
+        let json = serde_json::to_string(&canonical).expect("a RunSpec serialises");
+        let digest = Sha256::digest(json.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The learning rate of a (0-based) epoch: the schedule, then the warm-up ramp.
+    pub fn lr_at_epoch(&self, epoch: u32) -> f64 {
+        let scheduled = match &self.lr_schedule {
+            LrSchedule::Constant => self.lr,
+            LrSchedule::Piecewise { boundaries, values } => {
+                let index = boundaries.iter().filter(|&&b| epoch >= b).count();
+                values[index.min(values.len() - 1)]
+            }
+            LrSchedule::Cosine { min_lr } => {
+                let total = self.epochs.max(1) as f64;
+                let progress = epoch as f64 / total;
+                min_lr + 0.5 * (self.lr - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        };
+        if epoch < self.warmup_epochs {
+            scheduled * (epoch + 1) as f64 / (self.warmup_epochs + 1) as f64
+        } else {
+            scheduled
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> Result<RunSpec, String> {
+        RunSpec::from_toml(&format!("model = \"lenet\"\n{extra}"), "run.toml")
+    }
+
+    #[test]
+    fn defaults_are_the_seed_recipe() {
+        let s = spec("").unwrap();
+        assert_eq!((s.batch_size, s.epochs, s.image_size, s.classes), (32, 60, 224, 16));
+        assert_eq!(s.lr, 0.001);
+        assert_eq!(s.momentum, 0.9);
+        assert_eq!(s.optimizer, OptimizerKind::Momentum);
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let err = spec("epochz = 3").unwrap_err();
+        assert_eq!(err, "run.toml:2:1: unknown key `epochz`");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let err = spec("epochs = \"three\"").unwrap_err();
+        assert!(err.starts_with("run.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn piecewise_schedule_changes_at_boundaries() {
+        let s = spec(
+            "lr_schedule = { kind = \"piecewise\", boundaries = [2, 4], values = [0.1, 0.01, 0.001] }",
+        )
+        .unwrap();
+        let lrs: Vec<f64> = (0..6).map(|e| s.lr_at_epoch(e)).collect();
+        assert_eq!(lrs, vec![0.1, 0.1, 0.01, 0.01, 0.001, 0.001]);
+    }
+
+    #[test]
+    fn piecewise_needs_one_more_value() {
+        let err = spec("lr_schedule = { kind = \"piecewise\", boundaries = [2], values = [0.1] }")
+            .unwrap_err();
+        assert!(err.contains("lr_schedule.values"), "{err}");
+    }
+
+    #[test]
+    fn training_hash_ignores_placement() {
+        let a = spec("devices = \"cpu\"").unwrap();
+        let b = spec("devices = \"cpu:2\"\nthreads = 1").unwrap();
+        let c = spec("lr = 0.01").unwrap();
+        assert_eq!(a.training_hash(), b.training_hash());
+        assert_ne!(a.training_hash(), c.training_hash());
+    }
+
+    #[test]
+    fn device_lists_parse() {
+        assert_eq!(DeviceList::parse("cpu:2").unwrap(), DeviceList::Cpu(2));
+        assert_eq!(DeviceList::parse("cuda:0,1").unwrap(), DeviceList::Cuda(vec![0, 1]));
+        assert!(DeviceList::parse("gpu").is_err());
+        assert!(DeviceList::parse("cpu:0").is_err());
+    }
+}

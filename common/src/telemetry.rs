@@ -1,0 +1,14 @@
+//! Tracing set-up shared by the binaries: `RUST_LOG` filters, logs go to stderr.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs a stderr subscriber; `default_filter` applies when `RUST_LOG` is unset.
+pub fn init(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

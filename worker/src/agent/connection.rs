@@ -1,0 +1,86 @@
+//! The worker's connection to its coordinator: connect with back-off, register, and tell
+//! apart errors worth retrying from refusals.
+
+use std::time::Duration;
+
+use ablate_common::auth::ClientAuth;
+use ablate_common::proto::workers_client::WorkersClient;
+use ablate_common::proto::{Device, RegisterRequest, RegisterResponse, PROTOCOL_VERSION};
+use tonic::codegen::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+/// A Workers client that sends the token with every call.
+pub type Client = WorkersClient<InterceptedService<Channel, ClientAuth>>;
+
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where and who to connect as.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Coordinator URL, e.g. `http://127.0.0.1:7070`.
+    pub url: String,
+    /// Shared token.
+    pub auth: ClientAuth,
+    /// Human name of this worker.
+    pub name: String,
+    /// Devices offered.
+    pub devices: Vec<String>,
+    /// CPU threads.
+    pub threads: u32,
+}
+
+/// Whether a failed call may succeed if retried (the coordinator is away or restarting).
+pub fn is_transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled | Code::Internal
+    )
+}
+
+/// A lazily-connecting client: calls fail with `Unavailable` while the coordinator is down,
+/// and the channel reconnects by itself when it is back.
+pub fn client(config: &ConnectionConfig) -> Result<Client, String> {
+    let endpoint = Endpoint::from_shared(config.url.clone())
+        .map_err(|e| format!("coordinator URL `{}`: {e}", config.url))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(60))
+        .tcp_keepalive(Some(Duration::from_secs(10)));
+    let channel = endpoint.connect_lazy();
+    Ok(WorkersClient::with_interceptor(channel, config.auth.clone())
+        .max_decoding_message_size(64 << 20))
+}
+
+/// Registers, retrying with back-off while the coordinator is unreachable. A refusal
+/// (wrong token, protocol mismatch) is returned as an error at once.
+pub async fn register(
+    client: &mut Client,
+    config: &ConnectionConfig,
+    previous_id: Option<&str>,
+) -> Result<RegisterResponse, tonic::Status> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let request = RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: config.name.clone(),
+            devices: config.devices.iter().map(|d| Device { name: d.clone() }).collect(),
+            threads: config.threads,
+            worker_id: previous_id.unwrap_or_default().to_string(),
+        };
+        match client.register(request).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if is_transient(&status) => {
+                tracing::warn!(
+                    "coordinator {} unreachable ({}); retrying in {:?}",
+                    config.url,
+                    status.message(),
+                    backoff
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(status) => return Err(status),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The worker agent: registers with a coordinator, asks for runs that fit its free
+//! devices, trains them (one session each) and reports back; reconnects with back-off when
+//! the coordinator is away; on SIGTERM stops its runs at the next step and releases them.
+
+mod connection;
+mod session;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ablate_common::auth::ClientAuth;
+use ablate_common::proto::AcquireRequest;
+use ablate_common::spec::DeviceList;
+use tokio::task::JoinSet;
+use tonic::Code;
+
+pub use connection::{is_transient, ConnectionConfig};
+pub use session::SessionEnd;
+
+/// How often an idle worker asks for work.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The agent's settings (the `ablate-worker` flags).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Coordinator URL.
+    pub url: String,
+    /// Shared token (never logged).
+    pub token: Option<String>,
+    /// `cpu`, `cpu:N`, `cuda:0,1` or `auto`.
+    pub devices: String,
+    /// Worker name (hostname by default).
+    pub name: String,
+    /// Where run directories (checkpoints) live.
+    pub work_dir: PathBuf,
+    /// Intra-op threads in total.
+    pub threads: usize,
+}
+
+/// The devices a worker offers and how a CPU run trains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// Device names offered to the scheduler (`cpu`, or `cuda:i` each).
+    pub offered: Vec<String>,
+    /// Replicas of a CPU run (`cpu:N` → N).
+    pub cpu_devices: DeviceList,
+}
+
+/// Resolves `--devices`: `auto` is every CUDA device when there is one, else the CPU.
+pub fn inventory(devices: &str) -> Result<Inventory, String> {
+    let list = if devices == "auto" {
+        // Never touch CUDA libraries before libtorch says CUDA is there.
+        if tch::Cuda::is_available() && tch::Cuda::device_count() > 0 {
+            DeviceList::Cuda((0..tch::Cuda::device_count() as usize).collect())
+        } else {
+            DeviceList::Cpu(1)
+        }
+    } else {
+        DeviceList::parse(devices)?
+    };
+    Ok(match list {
+        DeviceList::Cpu(_) => Inventory {
+            offered: vec!["cpu".into()],
+            cpu_devices: list,
+        },
+        DeviceList::Cuda(ordinals) => Inventory {
+            offered: ordinals.iter().map(|i| format!("cuda:{i}")).collect(),
+            cpu_devices: DeviceList::Cpu(1),
+        },
+    })
+}
+
+/// Runs the agent until `shutdown` is set and every run has been released.
+pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let inventory = inventory(&config.devices).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
+    let auth = ClientAuth::new(config.token.as_deref()).map_err(anyhow::Error::msg)?;
+    let conn = ConnectionConfig {
+        url: config.url.clone(),
+        auth,
+        name: config.name.clone(),
+        devices: inventory.offered.clone(),
+        threads: config.threads as u32,
+    };
+    let mut client = connection::client(&conn).map_err(anyhow::Error::msg)?;
+    let registered = connection::register(&mut client, &conn, None)
+        .await
+        .map_err(|s| anyhow::anyhow!("registration refused: {}", s.message()))?;
+    let mut worker_id = registered.worker_id.clone();
+    let heartbeat = Duration::from_millis((registered.lease_ttl_ms / 4).clamp(200, 2000));
+    tracing::info!(worker = %worker_id, devices = ?inventory.offered, "registered with {}", config.url);
+
+    let mut busy: BTreeSet<String> = BTreeSet::new();
+    let mut sessions: JoinSet<(Vec<String>, SessionEnd)> = JoinSet::new();
+    let mut backoff = POLL_INTERVAL;
+    loop {
+        while let Some(done) = sessions.try_join_next() {
+            if let Ok((devices, end)) = done {
+                tracing::info!("session ended: {end:?}");
+                for d in devices {
+                    busy.remove(&d);
+                }
+            }
+        }
+        let stopping = shutdown.load(Ordering::SeqCst);
+        if stopping && sessions.is_empty() {
+            tracing::info!("shut down cleanly");
+            return Ok(());
+        }
+        let free: Vec<String> = inventory
+            .offered
+            .iter()
+            .filter(|d| !busy.contains(*d))
+            .cloned()
+            .collect();
+        if !stopping && !free.is_empty() {
+            let request = AcquireRequest {
+                worker_id: worker_id.clone(),
+                free_devices: free,
+            };
+            match client.acquire(request).await {
+                Ok(response) => {
+                    backoff = POLL_INTERVAL;
+                    if let Some(assignment) = response.into_inner().assignment {
+                        let devices = assignment.devices.clone();
+                        busy.extend(devices.iter().cloned());
+                        let ctx = session::SessionContext {
+                            client: client.clone(),
+                            worker_id: worker_id.clone(),
+                            work_dir: config.work_dir.clone(),
+                            cpu_devices: inventory.cpu_devices.clone(),
+                            threads: config.threads,
+                            heartbeat,
+                            shutdown: shutdown.clone(),
+                        };
+                        sessions.spawn(async move { (devices, session::run(ctx, assignment).await) });
+                        continue;
+                    }
+                }
+                Err(status) if status.code() == Code::NotFound => {
+                    // The coordinator lost this worker (e.g. its store was reset): register again.
+                    tracing::warn!("coordinator does not know this worker; registering again");
+                    worker_id = connection::register(&mut client, &conn, Some(&worker_id))
+                        .await
+                        .map_err(|s| anyhow::anyhow!("registration refused: {}", s.message()))?
+                        .worker_id;
+                }
+                Err(status) if is_transient(&status) => {
+                    tracing::warn!("coordinator unreachable: {}; retrying in {backoff:?}", status.message());
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(status) => {
+                    anyhow::bail!("coordinator refused this worker: {}", status.message());
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Ok((devices, end)) = done {
+                    tracing::info!("session ended: {end:?}");
+                    for d in devices {
+                        busy.remove(&d);
+                    }
+                }
+            }
+        }
+    }
+}

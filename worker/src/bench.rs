@@ -1,0 +1,104 @@
+//! Training throughput on random data: the number `ablate-worker bench` prints and
+//! `bench/compare_pytorch.sh` sets beside PyTorch's on the same architecture.
+
+use std::time::Instant;
+
+use ablate_common::arch::Architecture;
+use ablate_common::spec::OptimizerKind;
+use serde::Serialize;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use crate::train::optimizer::Optimizer;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The model.
+    pub arch: Architecture,
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first (allocator and kernel warm-up).
+    pub warmup: usize,
+    /// Intra-op threads.
+    pub threads: usize,
+    /// Where to train.
+    pub device: Device,
+}
+
+/// The measurement, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Model name.
+    pub model: String,
+    /// Input size.
+    pub image_size: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Intra-op threads.
+    pub threads: usize,
+    /// Device name.
+    pub device: String,
+    /// Training images per second over the timed steps.
+    pub images_per_sec: f64,
+}
+
+/// Runs forward, backward and a momentum step `warmup + steps` times on one random batch.
+pub fn run(config: &BenchConfig) -> BenchResult {
+    tch::set_num_threads(config.threads.max(1) as i32);
+    tch::manual_seed(0);
+    let device = config.device;
+    let arch = &config.arch;
+    let vs = nn::VarStore::new(device);
+    let net = crate::model::build(&vs.root(), arch);
+    let params: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    let mut opt = Optimizer::new(OptimizerKind::Momentum, 0.9, 0.0, params);
+    let size = arch.image_size as i64;
+    let images = Tensor::randn(
+        [config.batch as i64, arch.channels as i64, size, size],
+        (Kind::Float, device),
+    );
+    let labels = Tensor::randint(arch.classes as i64, [config.batch as i64], (Kind::Int64, device));
+    let mut step = || {
+        let loss = net.forward_t(&images, true).cross_entropy_for_logits(&labels);
+        opt.zero_grad();
+        loss.backward();
+        opt.step(0.001);
+    };
+    for _ in 0..config.warmup {
+        step();
+    }
+    synchronize(device);
+    let started = Instant::now();
+    for _ in 0..config.steps {
+        step();
+    }
+    synchronize(device);
+    let seconds = started.elapsed().as_secs_f64();
+    BenchResult {
+        model: arch.name.clone(),
+        image_size: arch.image_size,
+        batch: config.batch,
+        steps: config.steps,
+        threads: config.threads,
+        device: match device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        },
+        images_per_sec: (config.steps * config.batch) as f64 / seconds.max(1e-9),
+    }
+}
+
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}

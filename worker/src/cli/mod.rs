@@ -1,0 +1,4 @@
+//! The `ablate-worker` subcommands, one module each; the binary only parses and dispatches.
+
+pub mod bench;
+pub mod train;

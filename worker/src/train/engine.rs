@@ -1,0 +1,543 @@
+//! The training loop: replicas, epochs, evaluation, checkpoints.
+//!
+//! One replica per device. Rank 0 runs on the calling thread (it talks to the observer);
+//! the others run on scoped threads. Every replica starts from rank 0's weights, takes its
+//! slice of each global batch, and the gradients are summed by the [`Collective`] weighted
+//! by slice size, so n replicas compute the gradient of the whole batch's mean loss — the
+//! same gradient one replica computes on the whole batch.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ablate_common::arch::Architecture;
+use ablate_common::metrics::EpochRecord;
+use ablate_common::spec::{DeviceList, RunSpec};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use super::checkpoint::{self, CheckpointError};
+use super::optimizer::Optimizer;
+use crate::collective::{Collective, CollectiveError, CpuCollective};
+use crate::data::{BatchOptions, DataSource, Split};
+use crate::model::Network;
+
+/// How long a replica waits for its peers at a collective before failing the run.
+const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Errors that end a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The model could not be built for the spec.
+    #[error("model: {0}")]
+    Model(String),
+    /// Reading a batch failed.
+    #[error("data: {0}")]
+    Data(String),
+    /// Checkpoint problem.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A replica's collective failed.
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
+    /// libtorch raised an error.
+    #[error("libtorch: {0}")]
+    Torch(String),
+    /// A device the spec names is not usable here.
+    #[error("device: {0}")]
+    Device(String),
+}
+
+impl From<tch::TchError> for TrainError {
+    fn from(e: tch::TchError) -> Self {
+        TrainError::Torch(e.to_string().lines().next().unwrap_or_default().to_string())
+    }
+}
+
+/// What a run needs besides its data.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The run spec.
+    pub spec: RunSpec,
+    /// The model, built from the catalogue for the spec.
+    pub arch: Architecture,
+    /// Devices, one replica each.
+    pub devices: DeviceList,
+    /// Where the checkpoint is written after every epoch.
+    pub run_dir: PathBuf,
+    /// Continue from the checkpoint in `run_dir` when there is one.
+    pub resume: bool,
+    /// Intra-op threads per replica.
+    pub threads_per_replica: usize,
+    /// Set to stop at the next step (the run can resume from its last checkpoint).
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Called by rank 0 as the run goes: the standalone command prints, the agent streams.
+pub trait Observer {
+    /// The run starts (or resumes) at `start_epoch` (0-based) with `params` parameters.
+    fn on_start(&mut self, _params: u64, _start_epoch: u32, _steps_per_epoch: u64) {}
+    /// A training step finished; `loss` is given one step out of `log_every_steps`.
+    fn on_step(&mut self, _epoch: u32, _step: u64, _steps_per_epoch: u64, _loss: Option<f64>) {}
+    /// An epoch finished and its checkpoint is on disk at `checkpoint`.
+    fn on_epoch(&mut self, _record: &EpochRecord, _checkpoint: &std::path::Path) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every epoch trained.
+    Completed {
+        /// Metrics of every epoch (resumed ones included).
+        history: Vec<EpochRecord>,
+        /// Trainable parameters.
+        params: u64,
+        /// Wall time of this process's part of the run.
+        wall_seconds: f64,
+    },
+    /// Stopped on request; `completed_epochs` are checkpointed.
+    Stopped {
+        /// Epochs in the last checkpoint.
+        completed_epochs: u32,
+    },
+}
+
+struct Replica {
+    rank: usize,
+    device: Device,
+    vs: nn::VarStore,
+    net: Network,
+    opt: Optimizer,
+    /// Float buffers (BN running statistics), averaged across replicas every epoch.
+    buffers: Vec<Tensor>,
+}
+
+/// Trains `opts.spec` on `data`, reporting to `observer`.
+pub fn train(
+    opts: &TrainOptions,
+    data: &DataSource,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, TrainError> {
+    let started = Instant::now();
+    let spec = &opts.spec;
+    let devices = torch_devices(&opts.devices)?;
+    let world = devices.len();
+    tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
+
+    tch::manual_seed(spec.seed as i64);
+    let mut replicas = Vec::with_capacity(world);
+    for (rank, device) in devices.iter().enumerate() {
+        replicas.push(build_replica(rank, *device, opts)?);
+    }
+    let spec_hash = spec.training_hash();
+    let mut history = Vec::new();
+    let mut start_epoch = 0;
+    if opts.resume {
+        if let Some(ck) = checkpoint::load(&opts.run_dir, &spec_hash)? {
+            restore(&mut replicas[0], &ck)?;
+            start_epoch = ck.meta.epoch;
+            history = ck.meta.history;
+        }
+    } else if opts.run_dir.join(checkpoint::CHECKPOINT_FILE).exists() {
+        return Err(TrainError::Checkpoint(CheckpointError::Write {
+            path: opts.run_dir.join(checkpoint::CHECKPOINT_FILE),
+            message: "a checkpoint already exists; resume it or choose another directory".into(),
+        }));
+    }
+    // Broadcast rank 0's weights and optimizer state.
+    let (first, rest) = replicas.split_at_mut(1);
+    for r in rest.iter_mut() {
+        r.vs.copy(&first[0].vs)?;
+        r.opt.load_state(&first[0].opt.state()).map_err(TrainError::Model)?;
+    }
+    let params: u64 = first[0]
+        .vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as u64)
+        .sum();
+
+    let collective: Arc<dyn Collective> =
+        Arc::new(CpuCollective::new(world, COLLECTIVE_TIMEOUT));
+    #[cfg(feature = "cuda")]
+    let collective: Arc<dyn Collective> = if devices.iter().all(|d| d.is_cuda()) && world > 1 {
+        Arc::new(crate::collective::NcclCollective::new(&devices, COLLECTIVE_TIMEOUT)?)
+    } else {
+        collective
+    };
+
+    let steps_per_epoch = data.train.steps(&train_options(spec, 0, 0, world)) as u64;
+    observer.on_start(params, start_epoch, steps_per_epoch);
+    if start_epoch >= spec.epochs {
+        return Ok(Outcome::Completed {
+            history,
+            params,
+            wall_seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    let mut others = replicas.split_off(1);
+    let mut rank0 = replicas.pop().expect("rank 0 exists");
+    let result = std::thread::scope(|scope| {
+        let handles: Vec<_> = others
+            .iter_mut()
+            .map(|replica| {
+                let collective = collective.clone();
+                scope.spawn(move || {
+                    tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
+                    let mut silent = Silent;
+                    let r = run_epochs(replica, opts, data, &*collective, &mut silent, start_epoch, &mut Vec::new());
+                    if let Err(e) = &r {
+                        collective.abort(&format!("replica {} failed: {e}", replica.rank));
+                    }
+                    r
+                })
+            })
+            .collect();
+        let r0 = run_epochs(&mut rank0, opts, data, &*collective, observer, start_epoch, &mut history);
+        if let Err(e) = &r0 {
+            collective.abort(&format!("replica 0 failed: {e}"));
+        }
+        let mut first_error = r0.as_ref().err().map(|e| e.to_string());
+        for h in handles {
+            match h.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e.to_string());
+                }
+                Err(_) => {
+                    first_error.get_or_insert("a replica thread panicked".into());
+                }
+            }
+        }
+        match (r0, first_error) {
+            (Ok(stopped), None) => Ok(stopped),
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(e)) => Err(TrainError::Torch(e)),
+        }
+    });
+    match result? {
+        EpochsEnd::Stopped(completed_epochs) => Ok(Outcome::Stopped { completed_epochs }),
+        EpochsEnd::Finished => Ok(Outcome::Completed {
+            history,
+            params,
+            wall_seconds: started.elapsed().as_secs_f64(),
+        }),
+    }
+}
+
+fn torch_devices(devices: &DeviceList) -> Result<Vec<Device>, TrainError> {
+    match devices {
+        DeviceList::Cpu(n) => Ok(vec![Device::Cpu; *n]),
+        DeviceList::Cuda(ordinals) => {
+            let available = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+            ordinals
+                .iter()
+                .map(|&i| {
+                    if i < available {
+                        Ok(Device::Cuda(i))
+                    } else {
+                        Err(TrainError::Device(format!(
+                            "cuda:{i} requested but this machine has {available} CUDA device(s)"
+                        )))
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+fn build_replica(rank: usize, device: Device, opts: &TrainOptions) -> Result<Replica, TrainError> {
+    let vs = nn::VarStore::new(device);
+    let net = crate::model::build(&vs.root(), &opts.arch);
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let buffers = named
+        .iter()
+        .filter(|(_, t)| !t.requires_grad() && t.is_floating_point())
+        .map(|(_, t)| t.shallow_clone())
+        .collect();
+    let trainable = named.into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let opt = Optimizer::new(opts.spec.optimizer, opts.spec.momentum, opts.spec.weight_decay, trainable);
+    Ok(Replica { rank, device, vs, net, opt, buffers })
+}
+
+fn restore(replica: &mut Replica, ck: &checkpoint::Checkpoint) -> Result<(), TrainError> {
+    let variables = replica.vs.variables();
+    for (name, var) in variables.iter() {
+        let saved = ck
+            .weights
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| TrainError::Model(format!("checkpoint lacks variable `{name}`")))?;
+        if saved.size() != var.size() {
+            return Err(TrainError::Model(format!(
+                "checkpoint variable `{name}` has shape {:?}, the model needs {:?}",
+                saved.size(),
+                var.size()
+            )));
+        }
+        tch::no_grad(|| var.shallow_clone().copy_(saved));
+    }
+    replica.opt.load_state(&ck.optimizer).map_err(TrainError::Model)
+}
+
+fn train_options(spec: &RunSpec, epoch: u32, rank: usize, world: usize) -> BatchOptions {
+    BatchOptions {
+        epoch,
+        seed: spec.seed,
+        batch_size: spec.batch_size,
+        rank,
+        world,
+        shuffle: true,
+        augment: true,
+        // BN cannot train on one sample: drop a last batch that would leave a replica one.
+        min_last_batch: 2 * world,
+    }
+}
+
+fn eval_options(spec: &RunSpec, rank: usize, world: usize) -> BatchOptions {
+    BatchOptions {
+        epoch: 0,
+        seed: spec.seed,
+        batch_size: spec.batch_size,
+        rank,
+        world,
+        shuffle: false,
+        augment: false,
+        min_last_batch: 1,
+    }
+}
+
+enum EpochsEnd {
+    Finished,
+    Stopped(u32),
+}
+
+/// A distinct, reproducible torch seed for (run seed, epoch, rank): dropout masks and any
+/// other torch randomness resume exactly from a checkpoint.
+fn epoch_seed(seed: u64, epoch: u32, rank: usize) -> i64 {
+    let mut x = seed ^ (u64::from(epoch) << 32) ^ ((rank as u64) << 56) ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    (x >> 1) as i64
+}
+
+fn run_epochs(
+    replica: &mut Replica,
+    opts: &TrainOptions,
+    data: &DataSource,
+    collective: &dyn Collective,
+    observer: &mut dyn Observer,
+    start_epoch: u32,
+    history: &mut Vec<EpochRecord>,
+) -> Result<EpochsEnd, TrainError> {
+    let spec = &opts.spec;
+    let world = collective.world();
+    for epoch in start_epoch..spec.epochs {
+        let epoch_started = Instant::now();
+        tch::manual_seed(epoch_seed(spec.seed, epoch, replica.rank));
+        let lr = spec.lr_at_epoch(epoch);
+        let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)? {
+            Some(t) => t,
+            None => return Ok(EpochsEnd::Stopped(epoch)),
+        };
+        let train_seconds = epoch_started.elapsed().as_secs_f64();
+        average_buffers(replica, collective)?;
+        let (eval_loss, eval_acc) = evaluate(replica, spec, &data.eval, collective)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: train.loss,
+            train_acc: train.acc,
+            eval_loss,
+            eval_acc,
+            lr,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+            images_per_sec: train.images as f64 / train_seconds.max(1e-9),
+        };
+        if replica.rank == 0 {
+            history.push(record);
+            let weights: Vec<(String, Tensor)> = replica.vs.variables().into_iter().collect();
+            let meta = checkpoint::meta(&spec.training_hash(), epoch + 1, spec.seed, history);
+            let path = checkpoint::save(&opts.run_dir, &meta, &weights, &replica.opt.state())?;
+            observer.on_epoch(&record, &path);
+        }
+    }
+    Ok(EpochsEnd::Finished)
+}
+
+struct EpochTotals {
+    loss: f64,
+    acc: f64,
+    images: u64,
+}
+
+/// Trains one epoch; `None` when a stop was requested (agreed on by every replica).
+fn train_epoch(
+    replica: &mut Replica,
+    opts: &TrainOptions,
+    split: &Split,
+    collective: &dyn Collective,
+    observer: &mut dyn Observer,
+    epoch: u32,
+    lr: f64,
+) -> Result<Option<EpochTotals>, TrainError> {
+    let spec = &opts.spec;
+    let world = collective.world();
+    let batch_opts = train_options(spec, epoch, replica.rank, world);
+    let steps_per_epoch = split.steps(&batch_opts) as u64;
+    let device = replica.device;
+    let autocast = spec.mixed_precision && device.is_cuda();
+    // Accumulated on the device: no host sync per step.
+    let loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let correct = Tensor::zeros([], (Kind::Int64, device));
+    let mut seen: u64 = 0;
+    for (step, batch) in split.batches(&batch_opts).enumerate() {
+        let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+        let images = batch.images.to_device(device);
+        let labels = batch.labels.to_device(device);
+        let n = labels.size()[0];
+        let logits = tch::autocast(autocast, || replica.net.forward_t(&images, true));
+        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
+        replica.opt.zero_grad();
+        loss.backward();
+        let stop = opts.stop.load(Ordering::Relaxed);
+        if world > 1 {
+            if reduce_gradients(replica, collective, n, stop)? {
+                return Ok(None);
+            }
+        } else if stop {
+            return Ok(None);
+        }
+        replica.opt.step(lr);
+        tch::no_grad(|| {
+            let _ = loss_sum.shallow_clone().g_add_(&(loss.detach().to_kind(Kind::Double) * n as f64));
+            let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
+            let _ = correct.shallow_clone().g_add_(&hits);
+        });
+        seen += n as u64;
+        if replica.rank == 0 {
+            let global_step = u64::from(epoch) * steps_per_epoch + step as u64;
+            let sampled = global_step % spec.log_every_steps == 0;
+            let value = sampled.then(|| loss.double_value(&[]));
+            observer.on_step(epoch + 1, step as u64 + 1, steps_per_epoch, value);
+        }
+    }
+    let mut totals = Tensor::stack(
+        &[loss_sum.to_device(Device::Cpu), correct.to_device(Device::Cpu).to_kind(Kind::Double), Tensor::from(seen as f64)],
+        0,
+    );
+    collective.all_reduce_sum(replica.rank, &mut totals)?;
+    let v = Vec::<f64>::try_from(&totals)?;
+    let images = v[2].max(1.0);
+    Ok(Some(EpochTotals {
+        loss: v[0] / images,
+        acc: v[1] / images,
+        images: v[2] as u64,
+    }))
+}
+
+/// Sums `n_r`-weighted gradients over replicas and divides by the global batch size, so each
+/// replica holds the gradient of the global batch's mean loss. Returns whether any replica
+/// asked to stop (carried in the same message, so all replicas stop at the same step).
+fn reduce_gradients(
+    replica: &mut Replica,
+    collective: &dyn Collective,
+    local_batch: i64,
+    stop: bool,
+) -> Result<bool, TrainError> {
+    let grads: Vec<Tensor> = replica
+        .opt
+        .params()
+        .iter()
+        .map(|(_, p)| p.grad())
+        .collect();
+    let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]) * local_batch as f64).collect();
+    let device = replica.device;
+    parts.push(Tensor::from_slice(&[local_batch as f32, if stop { 1.0 } else { 0.0 }]).to_device(device));
+    let mut flat = Tensor::cat(&parts, 0);
+    collective.all_reduce_sum(replica.rank, &mut flat)?;
+    let total = flat.size()[0];
+    let tail = Vec::<f32>::try_from(&flat.narrow(0, total - 2, 2))?;
+    if tail[1] > 0.0 {
+        return Ok(true);
+    }
+    let global_batch = tail[0] as f64;
+    let mut offset = 0;
+    tch::no_grad(|| {
+        for g in grads.iter() {
+            let numel = g.numel() as i64;
+            let mut g = g.shallow_clone();
+            g.copy_(&(flat.narrow(0, offset, numel).view_as(&g) / global_batch));
+            offset += numel;
+        }
+    });
+    Ok(false)
+}
+
+/// Averages BN running statistics so every replica evaluates and checkpoints the same model.
+fn average_buffers(replica: &mut Replica, collective: &dyn Collective) -> Result<(), TrainError> {
+    let world = collective.world();
+    if world == 1 || replica.buffers.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<Tensor> = replica.buffers.iter().map(|b| b.reshape([-1]).to_kind(Kind::Float)).collect();
+    let mut flat = Tensor::cat(&parts, 0);
+    collective.all_reduce_sum(replica.rank, &mut flat)?;
+    let mut offset = 0;
+    tch::no_grad(|| {
+        for b in replica.buffers.iter() {
+            let numel = b.numel() as i64;
+            let mut b = b.shallow_clone();
+            b.copy_(&(flat.narrow(0, offset, numel).view_as(&b) / world as f64));
+            offset += numel;
+        }
+    });
+    Ok(())
+}
+
+/// Mean loss and accuracy on the eval split, each replica taking its shard.
+fn evaluate(
+    replica: &mut Replica,
+    spec: &RunSpec,
+    split: &Split,
+    collective: &dyn Collective,
+) -> Result<(f64, f64), TrainError> {
+    let device = replica.device;
+    let autocast = spec.mixed_precision && device.is_cuda();
+    let opts = eval_options(spec, replica.rank, collective.world());
+    let loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let correct = Tensor::zeros([], (Kind::Int64, device));
+    let mut seen = 0u64;
+    tch::no_grad(|| -> Result<(), TrainError> {
+        for batch in split.batches(&opts) {
+            let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+            let images = batch.images.to_device(device);
+            let labels = batch.labels.to_device(device);
+            let n = labels.size()[0];
+            let logits = tch::autocast(autocast, || replica.net.forward_t(&images, false)).to_kind(Kind::Float);
+            let loss = logits.cross_entropy_for_logits(&labels);
+            let _ = loss_sum.shallow_clone().g_add_(&(loss.to_kind(Kind::Double) * n as f64));
+            let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
+            let _ = correct.shallow_clone().g_add_(&hits);
+            seen += n as u64;
+        }
+        Ok(())
+    })?;
+    let mut totals = Tensor::stack(
+        &[loss_sum.to_device(Device::Cpu), correct.to_device(Device::Cpu).to_kind(Kind::Double), Tensor::from(seen as f64)],
+        0,
+    );
+    collective.all_reduce_sum(replica.rank, &mut totals)?;
+    let v = Vec::<f64>::try_from(&totals)?;
+    let n = v[2].max(1.0);
+    Ok((v[0] / n, v[1] / n))
+}

@@ -1,0 +1,7 @@
+//! The training engine: optimizers, the epoch loop with data-parallel replicas, checkpoints.
+
+pub mod checkpoint;
+mod engine;
+pub mod optimizer;
+
+pub use engine::{train, Observer, Outcome, Silent, TrainError, TrainOptions};
