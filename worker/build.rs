@@ -7,6 +7,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        // cudarc dlopens libnccl at run time; the wheel ships it beside torch.
+        let nccl = std::path::Path::new(&lib).join("../../nvidia/nccl/lib");
+        if nccl.exists() {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", nccl.display());
+        }
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
             println!("cargo:rustc-link-arg=-ltorch_cuda");

@@ -1,1 +1,310 @@
-//! End-to-end test helpers.
+//! End-to-end test harness: starts the real `ablate` and `ablate-worker` binaries on
+//! loopback, kills them, and reads what users see (CLI output, report files).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ablate_common::auth::ClientAuth;
+use ablate_common::proto::experiments_client::ExperimentsClient;
+use ablate_common::proto::{ExperimentStatus, GetRequest};
+
+/// Fashion-MNIST from Debian's `dataset-fashion-mnist`.
+pub const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The directory holding the built binaries: `ABLATE_BIN_DIR`, else the target directory's
+/// `debug/`.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("ABLATE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+/// Path of a built binary; panics with the build command when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build -p ablate-coordinator -p ablate-worker` first (or bash deploy/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process killed when dropped; its output goes to a log file.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// SIGKILL, no chance to clean up.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A coordinator and workers on loopback, with their data under a temporary directory.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Temporary directory holding everything.
+    pub dir: tempfile::TempDir,
+    /// Coordinator port.
+    pub port: u16,
+    /// Shared token.
+    pub token: String,
+    /// Lease TTL passed to the coordinator, seconds.
+    pub lease_ttl_secs: u64,
+    /// The coordinator, when running.
+    pub coordinator: Option<Proc>,
+    /// Workers by index (None once killed).
+    pub workers: Vec<Option<Proc>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// A cluster with nothing started yet.
+    pub fn new(lease_ttl_secs: u64) -> Self {
+        Cluster {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            token: format!("test-token-{}", std::process::id()),
+            lease_ttl_secs,
+            coordinator: None,
+            workers: Vec::new(),
+            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        }
+    }
+
+    /// The coordinator's URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The coordinator's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("coordinator")
+    }
+
+    fn spawn(&self, name: &str, program: &Path, args: &[String]) -> Proc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .env("ABLATE_TOKEN", &self.token)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc { child, log }
+    }
+
+    /// Starts (or restarts) the coordinator and waits until it answers.
+    pub fn start_coordinator(&mut self) {
+        let args = vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--lease-ttl".into(),
+            format!("{}", self.lease_ttl_secs),
+        ];
+        let proc = self.spawn("coordinator", &binary("ablate"), &args);
+        self.coordinator = Some(proc);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("coordinator did not listen:\n{}", self.coordinator.as_ref().unwrap().log_text());
+    }
+
+    /// SIGKILLs the coordinator.
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            c.kill_hard();
+        }
+    }
+
+    /// Starts a CPU worker with one thread; returns its index.
+    pub fn start_worker(&mut self) -> usize {
+        let index = self.workers.len();
+        let name = format!("worker{index}");
+        let args = vec![
+            "--coordinator".into(),
+            self.url(),
+            "--devices".into(),
+            "cpu".into(),
+            "--threads".into(),
+            "1".into(),
+            "--name".into(),
+            name.clone(),
+            "--work-dir".into(),
+            self.dir.path().join(&name).display().to_string(),
+        ];
+        let proc = self.spawn(&name, &binary("ablate-worker"), &args);
+        self.workers.push(Some(proc));
+        index
+    }
+
+    /// SIGKILLs a worker.
+    pub fn kill_worker(&mut self, index: usize) {
+        if let Some(mut w) = self.workers[index].take() {
+            w.kill_hard();
+        }
+    }
+
+    /// Runs the `ablate` CLI against this cluster (token in the environment).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary("ablate"))
+            .args(args)
+            .env("ABLATE_TOKEN", &self.token)
+            .env("ABLATE_COORDINATOR", self.url())
+            .stdin(Stdio::null())
+            .output()
+            .expect("ablate runs")
+    }
+
+    /// Writes a file under the cluster's directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The experiment's status through the gRPC API (None while unreachable).
+    pub fn status(&self, experiment: &str) -> Option<ExperimentStatus> {
+        let url = self.url();
+        let auth = ClientAuth::new(Some(&self.token)).unwrap();
+        self.runtime.block_on(async move {
+            let channel = tonic::transport::Endpoint::from_shared(url).ok()?.connect().await.ok()?;
+            let mut client = ExperimentsClient::with_interceptor(channel, auth);
+            client
+                .get(GetRequest {
+                    experiment: experiment.to_string(),
+                })
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        })
+    }
+
+    /// Polls the experiment until `done` holds, panicking with the logs after `timeout`.
+    pub fn wait_for(
+        &self,
+        experiment: &str,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&ExperimentStatus) -> bool,
+    ) -> ExperimentStatus {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(status) = self.status(experiment) {
+                if done(&status) {
+                    return status;
+                }
+                last = Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out waiting for {what}; last status {last:#?}\n{}", self.logs());
+    }
+
+    /// Every process log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "log") {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    out.push_str(&format!("--- {} (last lines)\n", path.display()));
+                    for line in tail.into_iter().rev() {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A grid of `seeds.len()` LeNet runs on a Fashion-MNIST subset at 28×28.
+pub fn lenet_grid(name: &str, epochs: u32, train_limit: usize, seeds: &[u32]) -> String {
+    let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+    format!(
+        r#"name = "{name}"
+
+[base]
+model = "lenet"
+image_size = 28
+channels = 1
+classes = 10
+epochs = {epochs}
+batch_size = 32
+optimizer = "adam"
+lr = 0.003
+max_attempts = 3
+
+[base.dataset]
+format = "idx"
+root = "{FASHION_MNIST}"
+train = {{ images = "train-images-idx3-ubyte.gz", labels = "train-labels-idx1-ubyte.gz", limit = {train_limit} }}
+eval = {{ images = "t10k-images-idx3-ubyte.gz", labels = "t10k-labels-idx1-ubyte.gz", limit = 256 }}
+loader_threads = 1
+
+[grid]
+seed = [{}]
+"#,
+        seeds.join(", ")
+    )
+}

@@ -60,7 +60,7 @@ pub enum SessionEnd {
 }
 
 enum Event {
-    Start { steps_per_epoch: u64 },
+    Start { steps_per_epoch: u64, start_epoch: u32 },
     Step { epoch: u32, step: u64, loss: Option<f64> },
     Epoch { record: EpochRecord, snapshot: PathBuf },
 }
@@ -70,8 +70,11 @@ struct ChannelObserver {
 }
 
 impl Observer for ChannelObserver {
-    fn on_start(&mut self, _params: u64, _start_epoch: u32, steps_per_epoch: u64) {
-        let _ = self.tx.send(Event::Start { steps_per_epoch });
+    fn on_start(&mut self, _params: u64, start_epoch: u32, steps_per_epoch: u64) {
+        let _ = self.tx.send(Event::Start {
+            steps_per_epoch,
+            start_epoch,
+        });
     }
 
     fn on_step(&mut self, epoch: u32, step: u64, _steps_per_epoch: u64, loss: Option<f64>) {
@@ -370,7 +373,18 @@ impl<'a> Relay<'a> {
 
     fn record(&mut self, event: Event) {
         match event {
-            Event::Start { steps_per_epoch } => self.steps_per_epoch = steps_per_epoch,
+            Event::Start {
+                steps_per_epoch,
+                start_epoch,
+            } => {
+                self.steps_per_epoch = steps_per_epoch;
+                if start_epoch > 0 {
+                    tracing::info!(
+                        "resuming run {} after epoch {start_epoch} from its checkpoint",
+                        self.assignment.run_id
+                    );
+                }
+            }
             Event::Step { epoch, step, loss } => {
                 self.current_epoch = epoch;
                 self.current_step = step;

@@ -341,7 +341,6 @@ fn run_epochs(
     history: &mut Vec<EpochRecord>,
 ) -> Result<EpochsEnd, TrainError> {
     let spec = &opts.spec;
-    let world = collective.world();
     for epoch in start_epoch..spec.epochs {
         let epoch_started = Instant::now();
         tch::manual_seed(epoch_seed(spec.seed, epoch, replica.rank));
