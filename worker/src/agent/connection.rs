@@ -11,7 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 /// A Workers client that sends the token with every call.
-pub type Client = WorkersClient<InterceptedService<Channel, ClientAuth>>;
+pub(crate) type Client = WorkersClient<InterceptedService<Channel, ClientAuth>>;
 
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -41,7 +41,7 @@ pub fn is_transient(status: &tonic::Status) -> bool {
 
 /// A lazily-connecting client: calls fail with `Unavailable` while the coordinator is down,
 /// and the channel reconnects by itself when it is back.
-pub fn client(config: &ConnectionConfig) -> Result<Client, String> {
+pub(crate) fn client(config: &ConnectionConfig) -> Result<Client, String> {
     let endpoint = Endpoint::from_shared(config.url.clone())
         .map_err(|e| format!("coordinator URL `{}`: {e}", config.url))?
         .connect_timeout(Duration::from_secs(3))
@@ -54,7 +54,7 @@ pub fn client(config: &ConnectionConfig) -> Result<Client, String> {
 
 /// Registers, retrying with back-off while the coordinator is unreachable. A refusal
 /// (wrong token, protocol mismatch) is returned as an error at once.
-pub async fn register(
+pub(crate) async fn register(
     client: &mut Client,
     config: &ConnectionConfig,
     previous_id: Option<&str>,

@@ -29,7 +29,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// What the agent knows that a session needs.
 #[derive(Debug, Clone)]
-pub struct SessionContext {
+pub(crate) struct SessionContext {
     /// The coordinator client.
     pub client: Client,
     /// This worker's id.
@@ -102,7 +102,7 @@ struct Prepared {
 }
 
 /// Runs one assignment to its end.
-pub async fn run(ctx: SessionContext, assignment: Assignment) -> SessionEnd {
+pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionEnd {
     let run_id = assignment.run_id.clone();
     let attempt = assignment.attempt;
     let stop = Arc::new(AtomicBool::new(false));
