@@ -1,0 +1,209 @@
+//! The Markdown report: opening sentences, the runs table, seeds aggregated, the factor
+//! effects table, and one plain sentence a factor at the end. Curves are in the HTML
+//! report (Markdown cannot carry them without extra files).
+
+use super::effects::signed;
+use super::view::{
+    duration, factors_text, fixed, mean_std, params, percent, percent_mean_std, throughput,
+    ReportView,
+};
+
+/// Escapes what would break a table cell (pipes, line breaks).
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn table(out: &mut String, header: &[(&str, bool)], rows: &[Vec<String>]) {
+    out.push_str("| ");
+    out.push_str(
+        &header
+            .iter()
+            .map(|(h, _)| *h)
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
+    out.push_str(" |\n|");
+    for (_, right) in header {
+        out.push_str(if *right { "---:|" } else { "---|" });
+    }
+    out.push('\n');
+    for row in rows {
+        out.push_str("| ");
+        out.push_str(&row.join(" | "));
+        out.push_str(" |\n");
+    }
+}
+
+/// Renders the Markdown report.
+pub fn render(view: &ReportView<'_>) -> String {
+    let data = view.data;
+    let mut out = String::new();
+    out.push_str(&format!("# Report: {}\n\n", cell(&data.experiment.name)));
+    if view.partial {
+        out.push_str(
+            "> **Partial report.** The experiment is still running; every number below is \
+             from the epochs recorded so far.\n\n",
+        );
+    }
+    out.push_str(&view.summary_sentences().join(" "));
+    out.push_str("\n\n## Runs\n\n");
+    out.push_str(
+        "Sorted by best eval accuracy. *Epoch* is the best epoch over the epochs done; \
+         *train acc* is the last epoch's, with the train − eval gap in points \
+         (⚠ above 10: overfitting).\n\n",
+    );
+    let rows: Vec<Vec<String>> = view
+        .order
+        .iter()
+        .enumerate()
+        .map(|(rank, &i)| {
+            let run = &data.runs[i];
+            let s = &view.summaries[i];
+            let train = match (s.train_acc, s.gap_points()) {
+                (Some(_), Some(gap)) => format!(
+                    "{} ({}{})",
+                    percent(s.train_acc),
+                    signed(gap),
+                    if s.overfits() { " ⚠" } else { "" }
+                ),
+                _ => percent(s.train_acc),
+            };
+            vec![
+                (rank + 1).to_string(),
+                cell(&run.name),
+                cell(&run.model),
+                cell(&factors_text(run)),
+                params(run.params),
+                percent(s.best_eval_acc),
+                match s.best_epoch {
+                    Some(e) => format!("{e} / {}", s.epochs_done),
+                    None => "–".into(),
+                },
+                fixed(s.final_eval_loss, 3),
+                train,
+                duration(run.wall_s),
+                throughput(s.images_per_sec),
+                run.attempts.to_string(),
+                cell(&run.state),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            ("#", true),
+            ("run", false),
+            ("model", false),
+            ("factors", false),
+            ("params", true),
+            ("best eval acc", true),
+            ("epoch", true),
+            ("final eval loss", true),
+            ("train acc (gap)", true),
+            ("wall time", true),
+            ("images/s", true),
+            ("attempts", true),
+            ("state", false),
+        ],
+        &rows,
+    );
+    let failed: Vec<String> = data
+        .runs
+        .iter()
+        .filter_map(|r| {
+            r.error
+                .as_ref()
+                .map(|e| format!("- {}: {}\n", cell(&r.name), cell(e)))
+        })
+        .collect();
+    if !failed.is_empty() {
+        out.push_str("\nErrors:\n\n");
+        out.extend(failed);
+    }
+
+    if view.show_groups() {
+        out.push_str("\n## Seeds aggregated\n\n");
+        out.push_str("Runs that differ only by seed, mean ± sample standard deviation.\n\n");
+        let rows: Vec<Vec<String>> = view
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    cell(&g.label),
+                    cell(&g.model),
+                    g.runs.len().to_string(),
+                    percent_mean_std(g.best_eval_acc),
+                    mean_std(g.best_epoch, 1),
+                    mean_std(g.final_eval_loss, 3),
+                    percent_mean_std(g.train_acc),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                ("configuration", false),
+                ("model", false),
+                ("seeds", true),
+                ("best eval acc", true),
+                ("best epoch", true),
+                ("final eval loss", true),
+                ("train acc", true),
+            ],
+            &rows,
+        );
+    }
+
+    if view.show_effects() {
+        out.push_str("\n## Factor effects\n\n");
+        out.push_str(
+            "For each factor, the mean best eval accuracy of the runs at each level \
+             (averaged over every other factor) and its difference to the baseline level \
+             (the first of the grid), in points; the spread is the standard deviation of \
+             that difference over seeds.\n\n",
+        );
+        let mut rows = Vec::new();
+        for f in &view.effects {
+            for l in &f.levels {
+                rows.push(vec![
+                    cell(&f.factor),
+                    cell(&l.label),
+                    l.acc.n.to_string(),
+                    percent_mean_std(Some(l.acc)),
+                    match l.delta_points {
+                        Some(d) => signed(d),
+                        None => "baseline".into(),
+                    },
+                    match l.seed_spread_points {
+                        Some(s) => format!("±{s:.1} ({} seeds)", l.seeds_compared),
+                        None => "–".into(),
+                    },
+                ]);
+            }
+        }
+        table(
+            &mut out,
+            &[
+                ("factor", false),
+                ("level", false),
+                ("runs", true),
+                ("mean best eval acc", true),
+                ("Δ points", true),
+                ("spread over seeds", true),
+            ],
+            &rows,
+        );
+    }
+
+    out.push_str(
+        "\nCurves of eval accuracy, eval loss, train loss and learning rate per epoch are \
+         in the HTML report (`ablate report EXP --format html`).\n",
+    );
+    if view.show_effects() {
+        out.push_str("\n## In one sentence a factor\n\n");
+        for f in &view.effects {
+            out.push_str(&format!("- {}\n", f.sentence()));
+        }
+    }
+    out
+}

@@ -1,0 +1,566 @@
+//! The coordinator through the wire: a real tonic server on 127.0.0.1:0, real clients.
+//! Auth, the worker protocol with fencing, lease expiry, cancellation, checkpoints, and a
+//! restart on the same data directory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ablate_common::proto::{self, workers_client::WorkersClient, PROTOCOL_VERSION};
+use ablate_coordinator::auth::{ClientAuth, Token};
+use ablate_coordinator::client::{self, Client};
+use ablate_coordinator::server::{serve, ServerConfig, ServerError};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Workers = WorkersClient<InterceptedService<Channel, ClientAuth>>;
+
+const GRID: &str = r#"name = "wire"
+
+[base]
+image_size = 32
+channels = 1
+classes = 10
+epochs = 2
+max_attempts = 2
+
+[grid]
+model = ["lenet"]
+seed = [1, 2]
+"#;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ablate-grpc-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Server {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Server {
+    async fn start(dir: &std::path::Path, token: &Token, ttl: Duration) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut config = ServerConfig::new(dir.to_path_buf(), Some(token.clone()));
+        config.lease_ttl = ttl;
+        let task = tokio::spawn(serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn users(&self, token: Option<&Token>) -> Client {
+        client::connect(&self.url, token).await.unwrap()
+    }
+
+    async fn workers(&self, token: Option<&Token>) -> Workers {
+        let channel = Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        WorkersClient::with_interceptor(channel, ClientAuth::new(token))
+    }
+}
+
+async fn register(w: &mut Workers, worker_id: &str) -> proto::RegisterResponse {
+    w.register(proto::RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "test-host".into(),
+        devices: vec![proto::Device { name: "cpu".into() }],
+        threads: 2,
+        worker_id: worker_id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+async fn acquire(w: &mut Workers, worker_id: &str) -> Option<proto::Assignment> {
+    w.acquire(proto::AcquireRequest {
+        worker_id: worker_id.into(),
+        free_devices: vec!["cpu".into()],
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .assignment
+}
+
+fn epoch(n: u32, acc: f64) -> proto::EpochMetrics {
+    proto::EpochMetrics {
+        epoch: n,
+        train_loss: 1.0 / n as f64,
+        train_acc: acc - 0.05,
+        eval_loss: 1.1 / n as f64,
+        eval_acc: acc,
+        lr: 0.001,
+        seconds: 1.5,
+        images_per_sec: 1000.0,
+    }
+}
+
+fn progress(
+    worker: &str,
+    a: &proto::Assignment,
+    e: Option<proto::EpochMetrics>,
+) -> proto::ProgressRequest {
+    proto::ProgressRequest {
+        worker_id: worker.into(),
+        run_id: a.run_id.clone(),
+        attempt: a.attempt,
+        steps: vec![proto::StepMetrics {
+            epoch: 1,
+            step: 3,
+            loss: 0.7,
+        }],
+        epoch: e,
+        current_epoch: 1,
+        current_step: 3,
+        steps_per_epoch: 10,
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_needs_the_token() {
+    let dir = temp_dir("auth");
+    let token = Token::new("right-token").unwrap();
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+
+    let wrong = Token::new("wrong-token").unwrap();
+    for t in [None, Some(&wrong)] {
+        let mut users = server.users(t).await;
+        let err = users.list(proto::ListRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert!(!err.message().contains("right-token"));
+        let err = users
+            .submit(proto::SubmitRequest {
+                grid_toml: GRID.into(),
+                file_name: "g.toml".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+        let mut workers = server.workers(t).await;
+        let err = workers
+            .register(proto::RegisterRequest {
+                protocol_version: PROTOCOL_VERSION,
+                name: "x".into(),
+                devices: vec![proto::Device { name: "cpu".into() }],
+                threads: 1,
+                worker_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+        let err = workers
+            .acquire(proto::AcquireRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+    }
+    let mut users = server.users(Some(&token)).await;
+    assert!(users.list(proto::ListRequest {}).await.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_token() {
+    let dir = temp_dir("notoken");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = ServerConfig::new(dir, None);
+    let err = serve(config, listener, async {}).await.unwrap_err();
+    assert!(matches!(err, ServerError::NoToken), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_grid_is_refused_with_its_position_and_the_server_keeps_serving() {
+    let dir = temp_dir("badgrid");
+    let token = Token::generate();
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&token)).await;
+    let err = users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.replace("epochs = 2", "epochs = 2\nepochz = 3"),
+            file_name: "bad.toml".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("bad.toml:8:1: "),
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("epochz"), "{}", err.message());
+    let submitted = users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.into(),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(submitted.runs, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn runs_are_trained_once_with_fencing_and_epochs_stored_once() {
+    let dir = temp_dir("flow");
+    let token = Token::generate();
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&token)).await;
+    let submitted = users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.into(),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut watch = users
+        .watch(proto::GetRequest {
+            experiment: "wire".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut w = server.workers(Some(&token)).await;
+    let reg = register(&mut w, "").await;
+    assert_eq!(reg.lease_ttl_ms, 15_000);
+    let id = reg.worker_id;
+    for (i, seed) in [(0, 1), (1, 2)] {
+        let a = acquire(&mut w, &id).await.expect("a queued run");
+        assert_eq!(a.attempt, 1);
+        assert_eq!(a.name, format!("lenet seed={seed}"));
+        assert_eq!(a.devices, ["cpu"]);
+        let spec: ablate_common::spec::RunSpec = serde_json::from_str(&a.spec_json).unwrap();
+        assert_eq!((spec.model.as_str(), spec.seed), ("lenet", seed));
+        assert!(acquire(&mut w, &id).await.is_none(), "the cpu is busy");
+        for n in 1..=2 {
+            let r = w
+                .progress(progress(&id, &a, Some(epoch(n, 0.5 + 0.1 * n as f64))))
+                .await
+                .unwrap();
+            assert!(!r.into_inner().cancel);
+        }
+        // A repeat of epoch 1 from the same attempt is ignored, not stored twice.
+        w.progress(progress(&id, &a, Some(epoch(1, 0.99))))
+            .await
+            .unwrap();
+        // A stale attempt is refused.
+        let mut stale = a.clone();
+        stale.attempt = 7;
+        let err = w.progress(progress(&id, &stale, None)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+        // Accuracies are fractions.
+        let err = w
+            .progress(progress(&id, &a, Some(epoch(2, 87.0))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("is not a fraction in [0, 1]"),
+            "{}",
+            err.message()
+        );
+        w.complete(proto::CompleteRequest {
+            worker_id: id.clone(),
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+            wall_seconds: 3.0,
+            params: 61_706,
+        })
+        .await
+        .unwrap();
+        // Completing twice is refused: the lease is gone.
+        let err = w
+            .complete(proto::CompleteRequest {
+                worker_id: id.clone(),
+                run_id: a.run_id.clone(),
+                attempt: a.attempt,
+                wall_seconds: 3.0,
+                params: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        let _ = i;
+    }
+    assert!(acquire(&mut w, &id).await.is_none());
+
+    // The watch stream ends once every run is terminal; its last status says finished.
+    let mut last = None;
+    while let Some(status) = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("watch ends")
+        .unwrap()
+    {
+        last = Some(status);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.experiment.as_ref().unwrap().state, "finished");
+    assert!(last.runs.iter().all(|r| r.best_eval_acc == 0.7));
+
+    let report = users
+        .report(proto::ReportRequest {
+            experiment: submitted.experiment_id.clone(),
+            format: "json".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let json: serde_json::Value = serde_json::from_str(&report.content).unwrap();
+    assert_eq!(json["experiment"]["state"], "finished");
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        let epochs = run["epochs"].as_array().unwrap();
+        assert_eq!(epochs.len(), 2, "each epoch stored once");
+        assert_eq!(
+            epochs[0]["eval_acc"], 0.6,
+            "the first report of an epoch wins"
+        );
+        assert_eq!(
+            run["factors"]["seed"],
+            run["name"].as_str().unwrap()[11..].parse::<u32>().unwrap()
+        );
+        assert_eq!(run["params"], 61_706);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
+    let dir = temp_dir("expiry");
+    let token = Token::generate();
+    let server = Server::start(&dir, &token, Duration::from_millis(300)).await;
+    let mut users = server.users(Some(&token)).await;
+    users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.replace("seed = [1, 2]", "seed = [1]"),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap();
+    let mut w = server.workers(Some(&token)).await;
+    let id = register(&mut w, "").await.worker_id;
+    let first = acquire(&mut w, &id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // The lease lapsed: the old attempt is refused, the run is back with attempt 2.
+    let err = w.progress(progress(&id, &first, None)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let second = acquire(&mut w, &id).await.expect("re-queued");
+    assert_eq!(
+        (second.run_id.as_str(), second.attempt),
+        (first.run_id.as_str(), 2)
+    );
+    let err = w.progress(progress(&id, &first, None)).await.unwrap_err();
+    assert!(err.message().contains("stale"), "{}", err.message());
+    // max_attempts = 2: the second lapse fails the run with the reason.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let status = users
+        .get(proto::GetRequest {
+            experiment: "wire".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.experiment.unwrap().state, "failed");
+    assert!(
+        status.runs[0].error.contains("lease expired"),
+        "{}",
+        status.runs[0].error
+    );
+    assert!(acquire(&mut w, &id).await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancellation_stops_a_running_run_and_frees_its_devices() {
+    let dir = temp_dir("cancel");
+    let token = Token::generate();
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&token)).await;
+    users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.into(),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap();
+    let mut w = server.workers(Some(&token)).await;
+    let id = register(&mut w, "").await.worker_id;
+    let a = acquire(&mut w, &id).await.unwrap();
+    let cancelled = users
+        .cancel(proto::CancelRequest {
+            target: "wire".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.cancelled_runs, 2);
+    let r = w
+        .progress(progress(&id, &a, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.cancel, "the worker is told to stop");
+    w.release(proto::ReleaseRequest {
+        worker_id: id.clone(),
+        run_id: a.run_id.clone(),
+        attempt: a.attempt,
+        reason: "cancelled".into(),
+    })
+    .await
+    .unwrap();
+    assert!(acquire(&mut w, &id).await.is_none(), "nothing left to run");
+    let status = users
+        .get(proto::GetRequest {
+            experiment: "wire".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.experiment.unwrap().state, "cancelled");
+    let err = users
+        .cancel(proto::CancelRequest {
+            target: "nothing-by-this-name".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await;
+}
+
+async fn upload(
+    w: &mut Workers,
+    worker: &str,
+    a: &proto::Assignment,
+    epoch: u32,
+    parts: &[&[u8]],
+) -> Result<(), tonic::Status> {
+    let chunks: Vec<proto::CheckpointChunk> = parts
+        .iter()
+        .map(|p| proto::CheckpointChunk {
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+            epoch,
+            data: p.to_vec(),
+            worker_id: worker.into(),
+        })
+        .collect();
+    w.upload_checkpoint(tokio_stream::iter(chunks))
+        .await
+        .map(|_| ())
+}
+
+async fn download(w: &mut Workers, worker: &str, a: &proto::Assignment) -> Vec<(u32, Vec<u8>)> {
+    let mut stream = w
+        .download_checkpoint(proto::CheckpointRequest {
+            worker_id: worker.into(),
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        out.push((chunk.epoch, chunk.data));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
+    let dir = temp_dir("restart");
+    let token = Token::generate();
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&token)).await;
+    users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.into(),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap();
+    let mut w = server.workers(Some(&token)).await;
+    let id = register(&mut w, "").await.worker_id;
+    let a = acquire(&mut w, &id).await.unwrap();
+    assert!(!a.has_checkpoint);
+    w.progress(progress(&id, &a, Some(epoch(1, 0.6))))
+        .await
+        .unwrap();
+    upload(&mut w, &id, &a, 1, &[b"weights ", b"after ", b"epoch 1"])
+        .await
+        .unwrap();
+    // A stale upload is refused and leaves nothing behind.
+    let mut stale = a.clone();
+    stale.attempt = 9;
+    let err = upload(&mut w, &id, &stale, 2, &[b"nope"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    server.stop().await;
+
+    // The coordinator comes back on the same directory.
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let mut w = server.workers(Some(&token)).await;
+    let again = register(&mut w, &id).await;
+    assert_eq!(again.worker_id, id, "the worker keeps its id");
+    assert_eq!(again.held.len(), 1, "and its run");
+    let held = &again.held[0];
+    assert_eq!((held.run_id.as_str(), held.attempt), (a.run_id.as_str(), 1));
+    assert!(held.has_checkpoint);
+    assert_eq!(held.completed_epochs, 1);
+    let chunks = download(&mut w, &id, held).await;
+    let bytes: Vec<u8> = chunks.iter().flat_map(|(_, d)| d.clone()).collect();
+    assert_eq!(bytes, b"weights after epoch 1");
+    assert!(chunks.iter().all(|(e, _)| *e == 1));
+    // The held run goes on; the other one is still queued, nothing ran twice.
+    w.progress(progress(&id, held, Some(epoch(2, 0.7))))
+        .await
+        .unwrap();
+    let other = acquire(&mut w, &id).await;
+    assert!(other.is_none(), "the cpu is still held by the resumed run");
+    let mut users = server.users(Some(&token)).await;
+    let status = users
+        .get(proto::GetRequest {
+            experiment: "wire".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let states: Vec<&str> = status.runs.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(states, ["running", "queued"]);
+    assert_eq!(status.runs[0].best_eval_acc, 0.7);
+    server.stop().await;
+}
