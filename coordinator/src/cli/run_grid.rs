@@ -1,0 +1,225 @@
+//! `ablate run GRID`: single-node mode. An in-process coordinator on a loopback port with
+//! its store under the data directory, local `ablate-worker` processes, the grid submitted
+//! and watched over gRPC, and the report files written at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ablate_common::spec::grid::parse_grid;
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::app::{default_data_dir, parse_duration};
+use super::watch::WatchOutcome;
+use crate::auth::Token;
+use crate::client;
+use crate::report::Format;
+use crate::server::serve_state;
+use crate::single_node::{find_worker_binary, split_devices, LocalWorkers, WorkerLaunch};
+use crate::state::{Coordinator, CoordinatorConfig};
+use crate::tensorboard::path_component;
+
+/// Options of `ablate run`.
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    /// The grid file (TOML).
+    grid: PathBuf,
+    /// Local worker processes to start.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Devices for the workers: `cpu` (each worker), `cpu:N`, `cuda:0,1,…` (split among
+    /// the workers) or `auto` (one worker).
+    #[arg(long, default_value = "cpu")]
+    devices: String,
+    /// Directory of the store, checkpoints, logs and reports.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// CPU threads per worker (default: the cores shared among the workers).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The `ablate-worker` binary (default: next to `ablate`, else on PATH).
+    #[arg(long)]
+    worker_bin: Option<PathBuf>,
+    /// Lease time-to-live.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_ttl: Duration,
+}
+
+/// Writes the report in every format under `dir`; returns the paths.
+async fn write_reports(
+    client: &mut client::Client,
+    experiment: &str,
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    for format in [Format::Json, Format::Markdown, Format::Html, Format::Csv] {
+        let report = super::report::fetch(client, experiment, format).await?;
+        let path = dir.join(format!("report.{}", format.extension()));
+        std::fs::write(&path, report.content)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be checked before starting anything.
+    let (text, file_name) = super::submit::read_grid(&args.grid)?;
+    let grid = parse_grid(&text, &file_name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let device_sets = split_devices(&args.devices, args.workers)?;
+    let program = match &args.worker_bin {
+        Some(p) => p.clone(),
+        None => find_worker_binary()?,
+    };
+    let threads = args.threads.or_else(|| {
+        device_sets.iter().all(|d| d.starts_with("cpu")).then(|| {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            (cores / args.workers).max(1)
+        })
+    });
+
+    // The coordinator, in process, on a loopback port, with a fresh random token.
+    let token = Token::generate();
+    let coord = Coordinator::open(&CoordinatorConfig {
+        data_dir: args.data_dir.clone(),
+        lease_ttl: args.lease_ttl,
+    })?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let server = {
+        let coord = coord.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            serve_state(coord, Some(&token), listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+
+    let mut workers = LocalWorkers::spawn(&WorkerLaunch {
+        program,
+        url: url.clone(),
+        token: token.clone(),
+        devices: device_sets.clone(),
+        threads,
+        data_dir: args.data_dir.clone(),
+    })?;
+    eprintln!(
+        "coordinator on {url} (store {}), {} local worker(s): {}",
+        args.data_dir.join(crate::state::STORE_FILE).display(),
+        device_sets.len(),
+        device_sets.join(" | ")
+    );
+
+    let result = drive(
+        &coord,
+        &url,
+        &token,
+        &text,
+        &file_name,
+        &grid.name,
+        &args.data_dir,
+        &mut workers,
+    )
+    .await;
+
+    workers.stop(Duration::from_secs(15)).await;
+    let _ = stop_server.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("coordinator: {e}"),
+        Err(e) => eprintln!("coordinator task: {e}"),
+    }
+    result
+}
+
+/// Submits (or resumes), watches and writes the reports.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    coord: &Coordinator,
+    url: &str,
+    token: &Token,
+    text: &str,
+    file_name: &str,
+    name: &str,
+    data_dir: &Path,
+    workers: &mut LocalWorkers,
+) -> anyhow::Result<ExitCode> {
+    let mut client = client::connect(url, Some(token)).await?;
+    let experiment = match coord.resumable(name, text)? {
+        Some(e) => {
+            eprintln!(
+                "resuming {} ({}): {} of {} runs done",
+                e.id,
+                e.name,
+                e.finished + e.failed + e.cancelled,
+                e.runs
+            );
+            e.id
+        }
+        None => {
+            let submitted =
+                super::submit::submit(&mut client, text.to_string(), file_name.to_string()).await?;
+            eprintln!(
+                "submitted {} ({}): {} runs",
+                submitted.experiment_id, submitted.name, submitted.runs
+            );
+            submitted.experiment_id
+        }
+    };
+    let others: Vec<String> = coord
+        .experiments()?
+        .into_iter()
+        .filter(|e| e.id != experiment && !e.is_done())
+        .map(|e| format!("{} ({})", e.id, e.name))
+        .collect();
+    if !others.is_empty() {
+        eprintln!(
+            "note: unfinished experiments in {} run first on these workers: {} (ablate cancel them to skip)",
+            data_dir.display(),
+            others.join(", ")
+        );
+    }
+
+    let mut watch_client = client.clone();
+    let outcome = tokio::select! {
+        outcome = super::watch::watch(&mut watch_client, &experiment) => outcome?,
+        _ = workers.all_exited() => {
+            eprintln!("every local worker exited before the experiment was done:");
+            for line in workers.exits() {
+                eprintln!("  {line}");
+            }
+            WatchOutcome::Interrupted
+        }
+        _ = super::serve::shutdown_signal() => {
+            eprintln!("interrupted: stopping the workers (their runs go back to the queue); `ablate run` the same grid again to resume");
+            WatchOutcome::Interrupted
+        }
+    };
+
+    let dir = data_dir.join("reports").join(path_component(name));
+    let written = write_reports(&mut client, &experiment, &dir).await?;
+    for path in &written {
+        println!("{}", path.display());
+    }
+    if matches!(outcome, WatchOutcome::Failed(_)) {
+        eprintln!(
+            "worker logs: {}",
+            workers
+                .logs()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(outcome.exit_code())
+}

@@ -1,0 +1,126 @@
+//! `ablate status [EXP]`.
+
+use std::process::ExitCode;
+
+use ablate_common::proto;
+use clap::Args;
+
+use super::app::Remote;
+use super::display::{duration, loss, percent, table};
+use crate::state::now_ms;
+
+/// Options of `ablate status`.
+#[derive(Debug, Args)]
+pub(super) struct StatusArgs {
+    /// Experiment id or name; without it, every experiment.
+    experiment: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// The runs of one experiment as a table.
+pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
+    let mut out = String::new();
+    if let Some(e) = &status.experiment {
+        out.push_str(&format!(
+            "{} ({}): {} — {} runs, {} finished, {} failed\n",
+            e.name, e.id, e.state, e.runs, e.finished, e.failed
+        ));
+    }
+    let rows: Vec<Vec<String>> = status
+        .runs
+        .iter()
+        .map(|r| {
+            let position = if r.state == "running" && r.steps_per_epoch > 0 {
+                format!(
+                    "{}/{} {}/{}",
+                    r.current_epoch, r.epochs, r.current_step, r.steps_per_epoch
+                )
+            } else {
+                format!("{}/{}", r.current_epoch.min(r.epochs), r.epochs)
+            };
+            vec![
+                r.id.clone(),
+                r.name.clone(),
+                r.state.clone(),
+                r.attempt.to_string(),
+                position,
+                loss(r.last_loss),
+                percent(r.best_eval_acc),
+                duration(r.elapsed_seconds),
+                r.worker.clone(),
+                r.error.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "RUN", "NAME", "STATE", "ATTEMPT", "EPOCH", "LOSS", "BEST ACC", "TIME", "WORKER",
+            "ERROR",
+        ],
+        &rows,
+    ));
+    out
+}
+
+pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.remote.connect().await?;
+    match &args.experiment {
+        Some(experiment) => {
+            let status = client
+                .get(proto::GetRequest {
+                    experiment: experiment.clone(),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            print!("{}", experiment_table(&status));
+        }
+        None => {
+            let list = client
+                .list(proto::ListRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            if list.experiments.is_empty() {
+                println!("no experiments yet (ablate submit GRID)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = now_ms();
+            let rows: Vec<Vec<String>> = list
+                .experiments
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.clone(),
+                        e.name.clone(),
+                        e.state.clone(),
+                        e.runs.to_string(),
+                        e.finished.to_string(),
+                        e.failed.to_string(),
+                        format!(
+                            "{} ago",
+                            duration(now.saturating_sub(e.submitted_unix_ms) as f64 / 1000.0)
+                        ),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "EXPERIMENT",
+                        "NAME",
+                        "STATE",
+                        "RUNS",
+                        "FINISHED",
+                        "FAILED",
+                        "SUBMITTED"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

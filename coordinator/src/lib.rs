@@ -1,0 +1,31 @@
+//! The ablate coordinator.
+//!
+//! # Layout
+//! - [`scheduler`]: pure scheduling logic: queue order, placement by free devices, leases,
+//!   expiry, attempts, fencing (no I/O; unit-tested with explicit clocks).
+//! - [`store`]: the SQLite store; every state change one transaction.
+//! - [`state`]: the coordinator state ([`state::Coordinator`]): scheduler + store +
+//!   checkpoints behind one lock; the operations the services delegate to.
+//! - [`checkpoints`]: checkpoint files under `DATA_DIR/checkpoints/<run>/`.
+//! - [`service`]: the gRPC services (`Workers`, `Experiments`): validate, convert, delegate.
+//! - [`auth`]: the shared token (server interceptor, client interceptor).
+//! - [`server`]: [`server::serve`] with graceful shutdown and the lease-expiry task.
+//! - [`client`]: a connected `Experiments` client with the token.
+//! - [`cli`]: the `ablate` commands; [`single_node`]: `ablate run`.
+//! - [`report`]: rendering an experiment's report (Markdown, HTML, CSV, JSON).
+//! - [`tensorboard`]: TensorBoard event files of each run's scalars.
+//! - [`cli_models`]: `ablate models`.
+
+pub mod auth;
+pub mod checkpoints;
+pub mod cli;
+pub mod cli_models;
+pub mod client;
+pub mod report;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod single_node;
+pub mod state;
+pub mod store;
+pub mod tensorboard;

@@ -1,0 +1,205 @@
+//! proto ↔ domain conversions; invalid fields become `Status::invalid_argument` naming the
+//! field. And the one mapping of [`CoordError`] to gRPC codes.
+
+use ablate_common::metrics::{EpochRecord, StepRecord};
+use ablate_common::proto;
+use tonic::Status;
+use tracing::error;
+
+use crate::scheduler::SchedError;
+use crate::state::{Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration};
+use crate::store::{ExperimentRow, RunRow};
+
+impl From<CoordError> for Status {
+    fn from(e: CoordError) -> Status {
+        match &e {
+            CoordError::Grid(_) | CoordError::Invalid { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+            CoordError::NotFound { .. } => Status::not_found(e.to_string()),
+            CoordError::Protocol { .. } => Status::failed_precondition(e.to_string()),
+            CoordError::Sched(s) => match s {
+                SchedError::UnknownWorker(_) | SchedError::UnknownRun(_) => {
+                    Status::not_found(e.to_string())
+                }
+                SchedError::UnknownDevice { .. } => Status::invalid_argument(e.to_string()),
+                SchedError::Stale { .. } | SchedError::NotHolder { .. } => {
+                    Status::failed_precondition(e.to_string())
+                }
+            },
+            CoordError::Store(_) | CoordError::Checkpoint(_) | CoordError::DataDir { .. } => {
+                error!("internal error: {e}");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+/// Runs a blocking coordinator call (SQLite writes with fsync) off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+}
+
+fn invalid(field: &str, message: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {message}"))
+}
+
+fn required(field: &str, value: String) -> Result<String, Status> {
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(invalid(field, "required"));
+    }
+    Ok(value)
+}
+
+/// The (worker, run, attempt) every worker message carries.
+pub(super) fn attempt_ref(
+    worker_id: String,
+    run_id: String,
+    attempt: u32,
+) -> Result<AttemptRef, Status> {
+    let worker_id = required("worker_id", worker_id)?;
+    let run_id = required("run_id", run_id)?;
+    if attempt == 0 {
+        return Err(invalid("attempt", "attempts are numbered from 1"));
+    }
+    Ok(AttemptRef {
+        worker_id,
+        run_id,
+        attempt,
+    })
+}
+
+impl TryFrom<proto::RegisterRequest> for Registration {
+    type Error = Status;
+
+    fn try_from(r: proto::RegisterRequest) -> Result<Self, Status> {
+        let name = r.name.trim();
+        Ok(Registration {
+            protocol_version: r.protocol_version,
+            name: if name.is_empty() {
+                "worker".to_string()
+            } else {
+                name.to_string()
+            },
+            devices: r
+                .devices
+                .into_iter()
+                .map(|d| d.name.trim().to_string())
+                .collect(),
+            threads: r.threads,
+            worker_id: Some(r.worker_id.trim().to_string()).filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// An accuracy must be a fraction (NaN passes: a diverged run reports what it has).
+fn fraction(field: &str, v: f64) -> Result<f64, Status> {
+    if v.is_nan() || (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(field, &format!("{v} is not a fraction in [0, 1]")))
+    }
+}
+
+/// Epoch metrics, checked: 1-based epoch, accuracies as fractions.
+fn epoch_record(m: proto::EpochMetrics) -> Result<EpochRecord, Status> {
+    {
+        if m.epoch == 0 {
+            return Err(invalid("epoch.epoch", "epochs are numbered from 1"));
+        }
+        Ok(EpochRecord {
+            epoch: m.epoch,
+            train_loss: m.train_loss,
+            train_acc: fraction("epoch.train_acc", m.train_acc)?,
+            eval_loss: m.eval_loss,
+            eval_acc: fraction("epoch.eval_acc", m.eval_acc)?,
+            lr: m.lr,
+            seconds: m.seconds,
+            images_per_sec: m.images_per_sec,
+        })
+    }
+}
+
+impl TryFrom<proto::ProgressRequest> for Progress {
+    type Error = Status;
+
+    fn try_from(r: proto::ProgressRequest) -> Result<Self, Status> {
+        Ok(Progress {
+            attempt: attempt_ref(r.worker_id, r.run_id, r.attempt)?,
+            steps: r
+                .steps
+                .into_iter()
+                .map(|s| StepRecord {
+                    epoch: s.epoch,
+                    step: s.step,
+                    loss: s.loss,
+                })
+                .collect(),
+            epoch: r.epoch.map(epoch_record).transpose()?,
+            current_epoch: r.current_epoch,
+            current_step: r.current_step,
+            steps_per_epoch: r.steps_per_epoch,
+        })
+    }
+}
+
+impl From<Assignment> for proto::Assignment {
+    fn from(a: Assignment) -> Self {
+        proto::Assignment {
+            run_id: a.run_id,
+            attempt: a.attempt,
+            experiment_id: a.experiment_id,
+            name: a.name,
+            spec_json: a.spec_json,
+            devices: a.devices,
+            completed_epochs: a.completed_epochs,
+            has_checkpoint: a.has_checkpoint,
+        }
+    }
+}
+
+pub(super) fn summary(e: &ExperimentRow) -> proto::ExperimentSummary {
+    proto::ExperimentSummary {
+        id: e.id.clone(),
+        name: e.name.clone(),
+        state: e.state().to_string(),
+        runs: e.runs,
+        finished: e.finished,
+        failed: e.failed,
+        submitted_unix_ms: e.submitted_ms,
+    }
+}
+
+fn run_status(r: &RunRow, now: u64) -> proto::RunStatus {
+    proto::RunStatus {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        model: r.model.clone(),
+        state: r.state.as_str().to_string(),
+        attempt: r.attempt,
+        worker: r.worker_id.clone().unwrap_or_default(),
+        epochs: r.epochs,
+        current_epoch: r.current_epoch,
+        current_step: r.current_step,
+        steps_per_epoch: r.steps_per_epoch,
+        last_loss: r.last_loss.unwrap_or(-1.0),
+        best_eval_acc: r.best_eval_acc.unwrap_or(-1.0),
+        last_eval_acc: r.last_eval_acc.unwrap_or(-1.0),
+        error: r.error.clone().unwrap_or_default(),
+        elapsed_seconds: r.elapsed_seconds(now),
+    }
+}
+
+impl From<&ExperimentStatus> for proto::ExperimentStatus {
+    fn from(s: &ExperimentStatus) -> Self {
+        proto::ExperimentStatus {
+            experiment: Some(summary(&s.experiment)),
+            runs: s.runs.iter().map(|r| run_status(r, s.at_ms)).collect(),
+        }
+    }
+}

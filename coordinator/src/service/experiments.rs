@@ -1,0 +1,164 @@
+//! The user-facing service: submit, list, get, watch, cancel, report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ablate_common::proto::{self, experiments_server::Experiments};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{blocking, summary};
+use crate::report::{self, Format};
+use crate::state::Coordinator;
+
+/// Watchers get at most one status per this interval (progress arrives many times a second).
+const WATCH_THROTTLE: Duration = Duration::from_millis(250);
+
+/// The `Experiments` service.
+#[derive(Debug, Clone)]
+pub struct ExperimentsService {
+    coord: Arc<Coordinator>,
+}
+
+impl ExperimentsService {
+    /// A service over the coordinator state.
+    pub fn new(coord: Arc<Coordinator>) -> ExperimentsService {
+        ExperimentsService { coord }
+    }
+}
+
+fn experiment_key(value: String) -> Result<String, Status> {
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(Status::invalid_argument(
+            "experiment: required (an id or a name)",
+        ));
+    }
+    Ok(value)
+}
+
+#[tonic::async_trait]
+impl Experiments for ExperimentsService {
+    async fn submit(
+        &self,
+        request: Request<proto::SubmitRequest>,
+    ) -> Result<Response<proto::SubmitResponse>, Status> {
+        let r = request.into_inner();
+        if r.grid_toml.trim().is_empty() {
+            return Err(Status::invalid_argument("grid_toml: the grid is empty"));
+        }
+        let file_name = match r.file_name.trim() {
+            "" => "grid.toml".to_string(),
+            name => name.to_string(),
+        };
+        let coord = self.coord.clone();
+        let submitted = blocking(move || Ok(coord.submit(&r.grid_toml, &file_name)?)).await?;
+        Ok(Response::new(proto::SubmitResponse {
+            experiment_id: submitted.id,
+            name: submitted.name,
+            runs: submitted.runs,
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, Status> {
+        let experiments = self.coord.experiments()?;
+        Ok(Response::new(proto::ListResponse {
+            experiments: experiments.iter().map(summary).collect(),
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::ExperimentStatus>, Status> {
+        let key = experiment_key(request.into_inner().experiment)?;
+        let status = self.coord.status(&key)?;
+        Ok(Response::new((&status).into()))
+    }
+
+    type WatchStream = ReceiverStream<Result<proto::ExperimentStatus, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let key = experiment_key(request.into_inner().experiment)?;
+        // Resolve the name now: a later experiment with the same name is another one.
+        let id = self.coord.status(&key)?.experiment.id;
+        let coord = self.coord.clone();
+        let mut subscription = coord.subscribe();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut last: Option<proto::ExperimentStatus> = None;
+            loop {
+                subscription.changes.borrow_and_update();
+                let status = match coord.status(&id) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let done = status.experiment.is_done();
+                let message = proto::ExperimentStatus::from(&status);
+                if last.as_ref() != Some(&message) {
+                    if tx.send(Ok(message.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(message);
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    changed = subscription.changes.changed() => if changed.is_err() { return },
+                    _ = subscription.closing.wait_for(|closing| *closing) => return,
+                    _ = tx.closed() => return,
+                }
+                tokio::time::sleep(WATCH_THROTTLE).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<proto::CancelRequest>,
+    ) -> Result<Response<proto::CancelResponse>, Status> {
+        let target = request.into_inner().target.trim().to_string();
+        if target.is_empty() {
+            return Err(Status::invalid_argument(
+                "target: required (an experiment or a run)",
+            ));
+        }
+        let coord = self.coord.clone();
+        let cancelled_runs = blocking(move || Ok(coord.cancel(&target)?)).await?;
+        Ok(Response::new(proto::CancelResponse { cancelled_runs }))
+    }
+
+    async fn report(
+        &self,
+        request: Request<proto::ReportRequest>,
+    ) -> Result<Response<proto::ReportResponse>, Status> {
+        let r = request.into_inner();
+        let key = experiment_key(r.experiment)?;
+        let format: Format = match r.format.trim() {
+            "" => Format::Markdown,
+            f => f.parse().map_err(|e: report::UnknownFormat| {
+                Status::invalid_argument(format!("format: {e}"))
+            })?,
+        };
+        let coord = self.coord.clone();
+        let data = blocking(move || Ok(coord.report_data(&key)?)).await?;
+        let content = report::render(&data, format);
+        Ok(Response::new(proto::ReportResponse {
+            content,
+            experiment_id: data.experiment.id,
+            experiment_name: data.experiment.name,
+        }))
+    }
+}

@@ -1,0 +1,785 @@
+//! The coordinator's state: the scheduler, the store and the checkpoint files behind one
+//! lock, and the operations the gRPC services delegate to (in domain types, no proto).
+//!
+//! Every operation plans with the [`Scheduler`], writes the plan and its data to the
+//! [`Store`] in one transaction, and only then commits the plan to memory: a failed write
+//! changes nothing, and a crash after the commit loses nothing that was acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ablate_common::metrics::{EpochRecord, StepRecord};
+use ablate_common::spec::grid::{parse_grid, GridError};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::checkpoints::{CheckpointError, Checkpoints, Upload};
+use crate::report::ReportData;
+use crate::scheduler::{
+    Change, Demand, EventKind, Millis, RunSched, SchedError, Scheduler, WorkerInfo,
+};
+use crate::store::{
+    ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow, Store, StoreError,
+};
+use crate::tensorboard::TensorBoardLogs;
+
+/// The SQLite file's name in the data directory.
+pub const STORE_FILE: &str = "ablate.sqlite";
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Errors of coordinator operations; `service::status` maps them to gRPC codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// The submitted grid is wrong (with file, line and column).
+    #[error(transparent)]
+    Grid(#[from] GridError),
+    /// The scheduler refuses (fencing, unknown worker or device).
+    #[error(transparent)]
+    Sched(#[from] SchedError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A checkpoint file operation failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The data directory cannot be created.
+    #[error("data directory {path}: {cause}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// No experiment or run by that id or name.
+    #[error("no {what} `{key}`")]
+    NotFound {
+        /// `experiment`, `run` or `experiment or run`.
+        what: &'static str,
+        /// What was asked for.
+        key: String,
+    },
+    /// A request field that is wrong.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as named in the proto.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A worker speaking another protocol version.
+    #[error("worker speaks protocol version {worker}; this coordinator speaks {coordinator}")]
+    Protocol {
+        /// The worker's version.
+        worker: u32,
+        /// Ours.
+        coordinator: u32,
+    },
+}
+
+impl CoordError {
+    /// An invalid field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> CoordError {
+        CoordError::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Settings of the coordinator state.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The SQLite file, checkpoints and TensorBoard logs live here.
+    pub data_dir: PathBuf,
+    /// A lease not renewed for this long expires.
+    pub lease_ttl: Duration,
+}
+
+/// A worker's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The worker's protocol version.
+    pub protocol_version: u32,
+    /// Human name.
+    pub name: String,
+    /// Its devices (`cpu`, `cuda:N`).
+    pub devices: Vec<String>,
+    /// CPU threads.
+    pub threads: u32,
+    /// The id of an earlier registration, to keep its leases.
+    pub worker_id: Option<String>,
+}
+
+/// A run handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Run id.
+    pub run_id: String,
+    /// Attempt number: the fencing token every message must carry.
+    pub attempt: u32,
+    /// Its experiment.
+    pub experiment_id: String,
+    /// Readable name.
+    pub name: String,
+    /// The RunSpec as JSON.
+    pub spec_json: String,
+    /// Devices it is placed on.
+    pub devices: Vec<String>,
+    /// The epoch of the stored checkpoint to resume after (0: none).
+    pub completed_epochs: u32,
+    /// Whether a checkpoint can be downloaded.
+    pub has_checkpoint: bool,
+}
+
+/// Which attempt of which run a worker message is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRef {
+    /// The sender.
+    pub worker_id: String,
+    /// The run.
+    pub run_id: String,
+    /// The attempt (fencing token).
+    pub attempt: u32,
+}
+
+/// A progress message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Which attempt.
+    pub attempt: AttemptRef,
+    /// Sampled steps since the last message.
+    pub steps: Vec<StepRecord>,
+    /// A finished epoch.
+    pub epoch: Option<EpochRecord>,
+    /// Where the run is.
+    pub current_epoch: u32,
+    /// Step in the current epoch.
+    pub current_step: u64,
+    /// Steps per epoch.
+    pub steps_per_epoch: u64,
+}
+
+/// An experiment and its runs, as `status` and `watch` show them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentStatus {
+    /// The experiment with its counts.
+    pub experiment: ExperimentRow,
+    /// Its runs, in order.
+    pub runs: Vec<RunRow>,
+    /// When this was read.
+    pub at_ms: Millis,
+}
+
+/// A submitted experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// Experiment id.
+    pub id: String,
+    /// Grid name.
+    pub name: String,
+    /// Runs queued.
+    pub runs: u32,
+}
+
+/// Receivers for watchers: a counter bumped on every change, and the shutdown flag.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Bumped after every committed change.
+    pub changes: watch::Receiver<u64>,
+    /// Becomes `true` when the server shuts down.
+    pub closing: watch::Receiver<bool>,
+}
+
+struct Inner {
+    sched: Scheduler,
+    store: Store,
+    tensorboard: TensorBoardLogs,
+}
+
+/// The coordinator state shared by both services and the lease-expiry task.
+pub struct Coordinator {
+    inner: Mutex<Inner>,
+    checkpoints: Checkpoints,
+    data_dir: PathBuf,
+    changes: watch::Sender<u64>,
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A readable, unique-enough id: a slug of `name` and 8 random hex digits.
+fn new_id(name: &str) -> String {
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let slug = slug.trim_matches('-');
+    let slug: String = slug.chars().take(24).collect();
+    let slug = if slug.is_empty() {
+        "x".to_string()
+    } else {
+        slug
+    };
+    format!("{slug}-{:08x}", rand::random::<u32>())
+}
+
+/// Device names a worker may register: `cpu` or `cuda:N`.
+fn check_device(name: &str) -> Result<(), String> {
+    if name == "cpu" {
+        return Ok(());
+    }
+    match name.strip_prefix("cuda:").map(str::parse::<u32>) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(format!(
+            "`{name}` is not a device name (expected `cpu` or `cuda:N`)"
+        )),
+    }
+}
+
+impl Coordinator {
+    /// Opens the store under the data directory, rebuilds the scheduler from it and extends
+    /// every lease by one TTL, so that workers that reconnect keep their runs.
+    pub fn open(config: &CoordinatorConfig) -> Result<Arc<Coordinator>, CoordError> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|cause| CoordError::DataDir {
+            path: data_dir.clone(),
+            cause,
+        })?;
+        let mut store = Store::open(&data_dir.join(STORE_FILE))?;
+        let ttl_ms = config.lease_ttl.as_millis().max(1) as Millis;
+        let mut sched = Scheduler::new(ttl_ms);
+        for worker in store.load_workers()? {
+            sched.insert_worker(worker);
+        }
+        for run in store.load_runs()? {
+            sched.insert_run(run);
+        }
+        let now = now_ms();
+        let extended = sched.extend_leases(now);
+        if !extended.is_empty() {
+            store.write(|tx| {
+                for change in &extended {
+                    tx.apply(change, now)?;
+                }
+                Ok(())
+            })?;
+            info!(
+                leases = extended.len(),
+                "kept the leases of the last run for one more TTL"
+            );
+            sched.commit(extended);
+        }
+        info!(
+            store = %store.path().display(),
+            queued = sched.queued().count(),
+            "coordinator state loaded"
+        );
+        Ok(Arc::new(Coordinator {
+            inner: Mutex::new(Inner {
+                sched,
+                store,
+                tensorboard: TensorBoardLogs::new(data_dir),
+            }),
+            checkpoints: Checkpoints::new(data_dir.join("checkpoints")),
+            data_dir: data_dir.clone(),
+            changes: watch::channel(0).0,
+            closing: watch::channel(false).0,
+        }))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The lease TTL.
+    pub fn lease_ttl_ms(&self) -> Millis {
+        self.lock().sched.lease_ttl_ms()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Plans are committed only after their write succeeded, so the state behind a
+        // poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Receivers for a watcher.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            changes: self.changes.subscribe(),
+            closing: self.closing.subscribe(),
+        }
+    }
+
+    /// Tells watchers and background tasks that the server is shutting down.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Writes changes (and whatever `extra` writes) in one transaction, then commits them.
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        changes: Vec<Change>,
+        now: Millis,
+        extra: impl FnOnce(&crate::store::Tx<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), CoordError> {
+        inner.store.write(|tx| {
+            for change in &changes {
+                tx.apply(change, now)?;
+            }
+            extra(tx)
+        })?;
+        for change in &changes {
+            if change.kind.logged() {
+                info!(run = %change.after.id, event = change.kind.as_str(), "{}", change.message);
+            }
+            if change.after.state.is_terminal() && change.after.lease.is_none() {
+                if let Ok(Some(row)) = inner.store.assignment(&change.after.id) {
+                    let _ = inner.tensorboard.close_run(&row.experiment_id, &row.name);
+                }
+            }
+        }
+        inner.sched.commit(changes);
+        self.notify();
+        Ok(())
+    }
+
+    // ---- users ----------------------------------------------------------------------
+
+    /// Parses, validates and queues a grid.
+    pub fn submit(&self, grid_toml: &str, file_name: &str) -> Result<Submitted, CoordError> {
+        let grid = parse_grid(grid_toml, file_name)?;
+        let now = now_ms();
+        let id = new_id(&grid.name);
+        let mut inner = self.lock();
+        let new_runs: Vec<NewRun> = grid
+            .runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| NewRun {
+                id: format!("{id}-{i:04}"),
+                experiment_id: id.clone(),
+                index: i as u32,
+                name: run.name.clone(),
+                model: run.spec.model.clone(),
+                spec_json: serde_json::to_string(&run.spec).expect("a RunSpec serialises"),
+                factors: run.factors.clone(),
+                gpus: run.spec.gpus,
+                epochs: run.spec.epochs,
+                params: run.params,
+                flops: run.flops,
+                max_attempts: run.spec.max_attempts,
+            })
+            .collect();
+        let seq = inner.store.write(|tx| {
+            let seq = tx.insert_experiment(&NewExperiment {
+                id: id.clone(),
+                name: grid.name.clone(),
+                description: grid.description.clone(),
+                file_name: file_name.to_string(),
+                grid_toml: grid_toml.to_string(),
+                submitted_ms: now,
+            })?;
+            for run in &new_runs {
+                tx.insert_run(run)?;
+            }
+            tx.event(
+                Some(&id),
+                None,
+                None,
+                "submitted",
+                &format!("{} runs from {file_name}", new_runs.len()),
+                now,
+            )?;
+            Ok(seq)
+        })?;
+        for run in &new_runs {
+            inner.sched.insert_run(RunSched::queued(
+                &run.id,
+                &id,
+                (seq, run.index),
+                Demand::from_gpus(run.gpus),
+                run.max_attempts,
+            ));
+        }
+        drop(inner);
+        info!(experiment = %id, name = %grid.name, runs = new_runs.len(), "submitted");
+        self.notify();
+        Ok(Submitted {
+            id,
+            name: grid.name,
+            runs: new_runs.len() as u32,
+        })
+    }
+
+    /// An unfinished experiment submitted from exactly this grid, to resume instead of
+    /// submitting the grid again (single-node mode after an interruption).
+    pub fn resumable(
+        &self,
+        name: &str,
+        grid_toml: &str,
+    ) -> Result<Option<ExperimentRow>, CoordError> {
+        let found = self.lock().store.find_by_grid(name, grid_toml)?;
+        Ok(found.filter(|e| !e.is_done()))
+    }
+
+    /// Every experiment, in submit order.
+    pub fn experiments(&self) -> Result<Vec<ExperimentRow>, CoordError> {
+        Ok(self.lock().store.experiments()?)
+    }
+
+    fn find(&self, inner: &Inner, key: &str) -> Result<ExperimentRow, CoordError> {
+        inner
+            .store
+            .find_experiment(key)?
+            .ok_or_else(|| CoordError::NotFound {
+                what: "experiment",
+                key: key.to_string(),
+            })
+    }
+
+    /// An experiment (by id, or the newest by name) and its runs.
+    pub fn status(&self, key: &str) -> Result<ExperimentStatus, CoordError> {
+        let inner = self.lock();
+        let experiment = self.find(&inner, key)?;
+        let runs = inner.store.run_rows(&experiment.id)?;
+        Ok(ExperimentStatus {
+            experiment,
+            runs,
+            at_ms: now_ms(),
+        })
+    }
+
+    /// What a report of the experiment is rendered from.
+    pub fn report_data(&self, key: &str) -> Result<ReportData, CoordError> {
+        let inner = self.lock();
+        let experiment = self.find(&inner, key)?;
+        inner
+            .store
+            .report_data(&experiment.id, now_ms())?
+            .ok_or_else(|| CoordError::NotFound {
+                what: "experiment",
+                key: key.to_string(),
+            })
+    }
+
+    /// Cancels an experiment (by id or name) or one run (by id); returns how many runs
+    /// were cancelled.
+    pub fn cancel(&self, target: &str) -> Result<u32, CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let ids = match inner.store.find_experiment(target)? {
+            Some(exp) => inner.store.run_ids(&exp.id)?,
+            None if inner.sched.run(target).is_some() => vec![target.to_string()],
+            None => {
+                return Err(CoordError::NotFound {
+                    what: "experiment or run",
+                    key: target.to_string(),
+                })
+            }
+        };
+        let changes = inner.sched.cancel(&ids);
+        let count = changes.len() as u32;
+        self.apply(&mut inner, changes, now, |_| Ok(()))?;
+        Ok(count)
+    }
+
+    // ---- workers --------------------------------------------------------------------
+
+    /// Registers a worker (or re-registers one, renewing its leases); returns its id and
+    /// the runs it still holds.
+    pub fn register(&self, reg: Registration) -> Result<(String, Vec<Assignment>), CoordError> {
+        if reg.protocol_version != ablate_common::proto::PROTOCOL_VERSION {
+            return Err(CoordError::Protocol {
+                worker: reg.protocol_version,
+                coordinator: ablate_common::proto::PROTOCOL_VERSION,
+            });
+        }
+        if reg.devices.is_empty() {
+            return Err(CoordError::invalid(
+                "devices",
+                "a worker needs at least one device",
+            ));
+        }
+        let mut devices = Vec::new();
+        for device in &reg.devices {
+            check_device(device).map_err(|m| CoordError::invalid("devices", m))?;
+            if !devices.contains(device) {
+                devices.push(device.clone());
+            }
+        }
+        let now = now_ms();
+        let mut inner = self.lock();
+        let known = reg
+            .worker_id
+            .as_ref()
+            .filter(|id| inner.sched.worker(id).is_some());
+        let reconnect = known.is_some();
+        let id = known
+            .cloned()
+            .unwrap_or_else(|| new_id(&format!("w-{}", reg.name)));
+        let info = WorkerInfo {
+            id: id.clone(),
+            name: reg.name.clone(),
+            devices,
+            threads: reg.threads,
+        };
+        let renewals = inner.sched.renew_all_of(&id, now);
+        let message = format!(
+            "worker {} ({id}) {} with {}",
+            info.name,
+            if reconnect {
+                "reconnected"
+            } else {
+                "registered"
+            },
+            info.devices.join(",")
+        );
+        self.apply(&mut inner, renewals, now, |tx| {
+            tx.upsert_worker(&info, now)?;
+            tx.event(None, None, None, "worker", &message, now)
+        })?;
+        inner.sched.insert_worker(info);
+        info!("{message}");
+        let held: Vec<RunSched> = inner.sched.held_by(&id).into_iter().cloned().collect();
+        let held = held
+            .iter()
+            .map(|run| self.assignment(&inner, run))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((id, held))
+    }
+
+    fn assignment(&self, inner: &Inner, run: &RunSched) -> Result<Assignment, CoordError> {
+        let row = inner
+            .store
+            .assignment(&run.id)?
+            .ok_or_else(|| CoordError::NotFound {
+                what: "run",
+                key: run.id.clone(),
+            })?;
+        let has_checkpoint = row
+            .checkpoint_file
+            .as_ref()
+            .is_some_and(|f| self.checkpoints.file(&run.id, f).is_file());
+        Ok(Assignment {
+            run_id: run.id.clone(),
+            attempt: run.attempt,
+            experiment_id: row.experiment_id,
+            name: row.name,
+            spec_json: row.spec_json,
+            devices: run
+                .lease
+                .as_ref()
+                .map(|l| l.devices.clone())
+                .unwrap_or_default(),
+            completed_epochs: if has_checkpoint {
+                row.checkpoint_epoch.unwrap_or(0)
+            } else {
+                0
+            },
+            has_checkpoint,
+        })
+    }
+
+    /// Places the first queued run that fits the worker's free devices.
+    pub fn acquire(
+        &self,
+        worker_id: &str,
+        free: &[String],
+    ) -> Result<Option<Assignment>, CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let Some(change) = inner.sched.acquire(worker_id, free, now)? else {
+            return Ok(None);
+        };
+        let run = change.after.clone();
+        self.apply(&mut inner, vec![change], now, |_| Ok(()))?;
+        Ok(Some(self.assignment(&inner, &run)?))
+    }
+
+    /// Stores progress and renews the lease; returns whether the run was cancelled.
+    pub fn progress(&self, p: Progress) -> Result<bool, CoordError> {
+        let now = now_ms();
+        let a = &p.attempt;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let change = inner.sched.renew(&a.worker_id, &a.run_id, a.attempt, now)?;
+        let cancel = change.after.cancel_requested();
+        let update = ProgressUpdate {
+            current_epoch: p.current_epoch,
+            current_step: p.current_step,
+            steps_per_epoch: p.steps_per_epoch,
+            last_loss: p.steps.last().map(|s| s.loss),
+        };
+        let mut new_epoch = false;
+        inner.store.write(|tx| {
+            tx.apply(&change, now)?;
+            tx.progress(&a.run_id, &update)?;
+            tx.insert_steps(&a.run_id, a.attempt, &p.steps)?;
+            if let Some(epoch) = &p.epoch {
+                new_epoch = tx.insert_epoch(&a.run_id, a.attempt, epoch, now)?;
+            }
+            Ok(())
+        })?;
+        inner.sched.commit([change]);
+        if let (Some(epoch), true) = (&p.epoch, new_epoch) {
+            let row = inner.store.assignment(&a.run_id).ok().flatten();
+            let written = match row {
+                Some(row) => inner
+                    .tensorboard
+                    .epoch(&row.experiment_id, &row.name, epoch),
+                None => Ok(()),
+            };
+            if let Err(e) = written {
+                warn!(run = %a.run_id, "cannot write TensorBoard events: {e}");
+            }
+        }
+        drop(guard);
+        self.notify();
+        Ok(cancel)
+    }
+
+    /// The attempt finished every epoch.
+    pub fn complete(&self, a: &AttemptRef, params: u64) -> Result<(), CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let change = inner.sched.complete(&a.worker_id, &a.run_id, a.attempt)?;
+        if change.kind == EventKind::Finished {
+            let row = inner.store.run_row(&a.run_id)?;
+            if let Some(row) = row.filter(|r| r.stored_epochs < r.epochs) {
+                warn!(
+                    run = %a.run_id,
+                    "completed with {} of {} epochs stored",
+                    row.stored_epochs,
+                    row.epochs
+                );
+            }
+        }
+        self.apply(&mut inner, vec![change], now, |tx| {
+            if params > 0 {
+                tx.set_params(&a.run_id, params)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The attempt failed.
+    pub fn fail(&self, a: &AttemptRef, reason: &str, permanent: bool) -> Result<(), CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let change = inner
+            .sched
+            .fail(&a.worker_id, &a.run_id, a.attempt, reason, permanent)?;
+        self.apply(&mut inner, vec![change], now, |_| Ok(()))
+    }
+
+    /// The worker gives the run back.
+    pub fn release(&self, a: &AttemptRef, reason: &str) -> Result<(), CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let change = inner
+            .sched
+            .release(&a.worker_id, &a.run_id, a.attempt, reason)?;
+        self.apply(&mut inner, vec![change], now, |_| Ok(()))
+    }
+
+    /// Expires lapsed leases; returns how many.
+    pub fn expire(&self) -> Result<usize, CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let changes = inner.sched.expire(now);
+        let count = changes.len();
+        if count > 0 {
+            self.apply(&mut inner, changes, now, |_| Ok(()))?;
+        }
+        Ok(count)
+    }
+
+    /// Checks that the worker holds the attempt's lease.
+    pub fn check_lease(&self, a: &AttemptRef) -> Result<(), CoordError> {
+        self.lock()
+            .sched
+            .fence(&a.worker_id, &a.run_id, a.attempt)?;
+        Ok(())
+    }
+
+    /// Starts an upload (after [`Coordinator::check_lease`]).
+    pub async fn begin_upload(&self, a: &AttemptRef, epoch: u32) -> Result<Upload, CoordError> {
+        Ok(self.checkpoints.begin(&a.run_id, a.attempt, epoch).await?)
+    }
+
+    /// Makes a finished upload the run's checkpoint, if the attempt still holds the lease
+    /// and no newer checkpoint is stored.
+    pub fn install_checkpoint(
+        &self,
+        a: &AttemptRef,
+        epoch: u32,
+        upload: Upload,
+    ) -> Result<(), CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        inner.sched.fence(&a.worker_id, &a.run_id, a.attempt)?;
+        let stored = inner
+            .store
+            .assignment(&a.run_id)?
+            .and_then(|r| r.checkpoint_epoch);
+        if stored.is_some_and(|s| s > epoch) {
+            info!(run = %a.run_id, epoch, "ignored a checkpoint older than the stored one");
+            return Ok(());
+        }
+        let bytes = upload.bytes;
+        let name = self.checkpoints.install(upload, &a.run_id, epoch)?;
+        inner.store.write(|tx| {
+            tx.set_checkpoint(&a.run_id, epoch, &name)?;
+            tx.event(
+                None,
+                Some(&a.run_id),
+                Some(a.attempt),
+                "checkpoint",
+                &format!("epoch {epoch}: {bytes} bytes"),
+                now,
+            )
+        })?;
+        self.checkpoints.prune(&a.run_id, &name);
+        Ok(())
+    }
+
+    /// The run's stored checkpoint (epoch and file), for the attempt that holds the lease.
+    pub fn checkpoint_file(&self, a: &AttemptRef) -> Result<Option<(u32, PathBuf)>, CoordError> {
+        let inner = self.lock();
+        inner.sched.fence(&a.worker_id, &a.run_id, a.attempt)?;
+        let row = inner.store.assignment(&a.run_id)?;
+        Ok(row.and_then(|r| {
+            let file = self
+                .checkpoints
+                .file(&a.run_id, r.checkpoint_file.as_ref()?);
+            file.is_file()
+                .then_some((r.checkpoint_epoch.unwrap_or(0), file))
+        }))
+    }
+}

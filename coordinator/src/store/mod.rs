@@ -1,0 +1,21 @@
+//! The SQLite store: experiments, runs (spec, scheduling state, lease), epoch metrics,
+//! sampled step losses, events and workers, in one file.
+//!
+//! Every state change is one transaction ([`Store::write`]), so the coordinator can be
+//! killed at any instant and restarted on the same file: what was acknowledged is there,
+//! and nothing is half-written. Epoch rows are unique on `(run_id, epoch)`: written once.
+//!
+//! # Layout
+//! - `schema`: the tables and their migrations (`PRAGMA user_version`).
+//! - `db`: [`Store`] (open, reads) and [`Tx`] (writes).
+//! - `records`: the rows the store takes and returns.
+
+mod db;
+mod records;
+mod schema;
+
+pub use db::{Store, StoreError, Tx};
+pub use records::{
+    AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow,
+};
+pub use schema::SCHEMA_VERSION;
