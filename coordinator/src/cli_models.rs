@@ -314,15 +314,3 @@ mod tests {
         assert_eq!(human(2_262_451_264), "2.26 G");
     }
 }
-#[cfg(test)]
-mod demo {
-    #[test]
-    fn demo_print() {
-        let a = super::ModelsArgs { image_size: 224, classes: 16, channels: 3, json: false, model: None, set: vec![] };
-        super::run(&a).unwrap();
-        let b = super::ModelsArgs { image_size: 48, classes: 10, channels: 1, json: false, model: None, set: vec![] };
-        super::run(&b).unwrap();
-        let c = super::ModelsArgs { image_size: 30, classes: 10, channels: 1, json: true, model: Some("cnn".into()), set: vec!["head=gap".into()] };
-        super::run(&c).unwrap();
-    }
-}

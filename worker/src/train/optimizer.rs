@@ -65,6 +65,8 @@ impl Optimizer {
     /// One update with learning rate `lr` from the parameters' current gradients.
     pub fn step(&mut self, lr: f64) {
         self.steps += 1;
+        // A 0-dim CPU scalar broadcasts on any device: `p += v·(−lr)` in one fused pass.
+        let neg_lr = Tensor::from(-lr as f32);
         tch::no_grad(|| {
             for (i, (_, p)) in self.params.iter().enumerate() {
                 let mut g = p.grad();
@@ -80,7 +82,7 @@ impl Optimizer {
                         let _ = v.g_mul_scalar_(self.momentum);
                         let _ = v.g_add_(&g);
                         let mut p = p.shallow_clone();
-                        let _ = p.g_sub_(&(&*v * lr));
+                        let _ = p.addcmul_(v, &neg_lr);
                     }
                     OptimizerKind::Adam => {
                         let t = self.steps as f64;

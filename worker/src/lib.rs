@@ -1,0 +1,19 @@
+//! The ablate worker: models in tch, the data pipeline, the training engine, collectives
+//! and the agent that takes runs from a coordinator.
+//!
+//! # Layout
+//! - [`model`]: tch modules built from the catalogue's layer trees.
+//! - [`data`]: datasets, decoding, augmentation and batch loading.
+//! - [`train`]: optimizers, the epoch loop, checkpoints.
+//! - [`collective`]: gradient all-reduce across replicas (in-process CPU, NCCL).
+//! - [`agent`]: the loop that registers with a coordinator and trains what it assigns.
+//! - [`bench`]: training throughput on random data.
+pub mod collective;
+pub mod train;
+pub mod bench;
+pub mod cli;
+pub mod signals;
+pub mod agent;
+pub mod data;
+pub mod cli_data;
+pub mod model;

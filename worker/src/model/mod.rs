@@ -1,0 +1,13 @@
+//! tch modules built from an [`Architecture`](ablate_common::arch::Architecture): the model a
+//! worker trains is the layer tree that the catalogue describes and the coordinator counts.
+//!
+//! - `network`: [`Network`], the module, and its forward pass.
+//! - `builder`: [`build`] and [`try_build`], from a layer tree to tch layers.
+//! - `init`: the Paddle and PyTorch initialisation schemes.
+
+mod builder;
+mod init;
+mod network;
+
+pub use builder::{build, try_build};
+pub use network::Network;

@@ -1,0 +1,180 @@
+//! The tch module of an architecture and its forward pass.
+
+use ablate_common::arch::{Activation, DropoutImpl, PoolKind};
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+/// One built layer; containers hold built sub-sequences.
+#[derive(Debug)]
+pub(super) enum Node {
+    /// `[N, C_in, H, W]` → `[N, C_out, H', W']`.
+    Conv(nn::Conv2D),
+    /// Batch norm over channels (`[N, C, H, W]`, 2-d) or features (`[N, F]`, 1-d).
+    BatchNorm(nn::BatchNorm),
+    /// Element-wise.
+    Act(Activation),
+    /// `[N, C, H, W]` → `[N, C, H', W']`, floor rounding.
+    Pool {
+        kind: PoolKind,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+    },
+    /// `[N, C, H, W]` → `[N, C, 1, 1]`.
+    GlobalAvgPool,
+    /// `[N, C, H, W]` → `[N, C·H·W]`.
+    Flatten,
+    /// `[N, F_in]` → `[N, F_out]`.
+    Linear(nn::Linear),
+    /// Same shape.
+    Dropout { p: f64, implementation: DropoutImpl },
+    /// `[N, C_i, H, W]` per branch → `[N, ΣC_i, H, W]`.
+    Concat(Vec<Vec<Node>>),
+    /// `body(x) + shortcut(x)`, the shortcut empty for identity.
+    Residual {
+        body: Vec<Node>,
+        shortcut: Vec<Node>,
+    },
+}
+
+/// A model built from an [`Architecture`](ablate_common::arch::Architecture) by
+/// [`build`](super::build).
+///
+/// # Shapes
+/// Input `[N, channels, image_size, image_size]`, output `[N, classes]` logits.
+/// `forward_t(xs, train)`: `train` switches batch norm (batch statistics, running averages
+/// updated) and dropout on; BN needs more than one value per channel while training, so a
+/// batch of one fails where a BN follows a global pool (GoogLeNet_BN).
+#[derive(Debug)]
+pub struct Network {
+    pub(super) layers: Vec<Node>,
+}
+
+impl ModuleT for Network {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        forward_sequence(&self.layers, xs, train)
+    }
+}
+
+/// Runs `nodes` in order on `xs`.
+///
+/// An activation overwrites its input in place when that input was made in this sequence by
+/// a layer whose backward pass does not read its own output (conv, linear, BN, concat,
+/// residual add): the input tensor, a branch's shared input, and outputs that autograd keeps
+/// (activations, pooling, views, eval-mode dropout's identity) are never written.
+fn forward_sequence(nodes: &[Node], xs: &Tensor, train: bool) -> Tensor {
+    let mut out: Option<Tensor> = None;
+    let mut writable = false;
+    for node in nodes {
+        if let (Node::Act(act), Some(t), true) = (node, out.as_mut(), writable) {
+            if activate_in_place(t, *act) {
+                writable = false;
+                continue;
+            }
+        }
+        let input = out.as_ref().unwrap_or(xs);
+        let y = node.forward(input, train);
+        writable = matches!(
+            node,
+            Node::Conv(_)
+                | Node::Linear(_)
+                | Node::BatchNorm(_)
+                | Node::Concat(_)
+                | Node::Residual { .. }
+        );
+        out = Some(y);
+    }
+    out.unwrap_or_else(|| xs.shallow_clone())
+}
+
+impl Node {
+    fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self {
+            Node::Conv(conv) => conv.forward(xs),
+            Node::BatchNorm(bn) => bn.forward_t(xs, train),
+            Node::Act(act) => activate(xs, *act),
+            Node::Pool {
+                kind,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (k, s, p) = ([*kernel; 2], [*stride; 2], [*padding; 2]);
+                match kind {
+                    PoolKind::Max => xs.max_pool2d(k, s, p, [1, 1], false),
+                    // Padding excluded from the average (Paddle's `exclusive=True`).
+                    PoolKind::Avg => xs.avg_pool2d(k, s, p, false, false, None::<i64>),
+                }
+            }
+            Node::GlobalAvgPool => xs.adaptive_avg_pool2d([1, 1]),
+            Node::Flatten => xs.flatten(1, -1),
+            Node::Linear(linear) => linear.forward(xs),
+            Node::Dropout { p, implementation } => dropout(xs, *p, *implementation, train),
+            Node::Concat(branches) => {
+                let outs: Vec<Tensor> = branches
+                    .iter()
+                    .map(|branch| forward_sequence(branch, xs, train))
+                    .collect();
+                Tensor::cat(&outs, 1)
+            }
+            Node::Residual { body, shortcut } => {
+                let main = forward_sequence(body, xs, train);
+                if shortcut.is_empty() {
+                    main + xs
+                } else {
+                    main + forward_sequence(shortcut, xs, train)
+                }
+            }
+        }
+    }
+}
+
+/// `act(xs)` into a new tensor.
+fn activate(xs: &Tensor, act: Activation) -> Tensor {
+    match act {
+        Activation::Sigmoid => xs.sigmoid(),
+        Activation::Tanh => xs.tanh(),
+        Activation::Relu => xs.relu(),
+        // tch's `leaky_relu` has PyTorch's fixed 0.01 slope; max(x, s·x) is leaky relu for
+        // s ≤ 1 and min(x, s·x) for s > 1.
+        Activation::LeakyRelu { slope } if slope <= 1.0 => xs.maximum(&(xs * slope)),
+        Activation::LeakyRelu { slope } => xs.minimum(&(xs * slope)),
+    }
+}
+
+/// `act` applied to `xs` in place where tch has an in-place kernel; false otherwise.
+fn activate_in_place(xs: &mut Tensor, act: Activation) -> bool {
+    match act {
+        Activation::Sigmoid => {
+            let _ = xs.sigmoid_();
+        }
+        Activation::Tanh => {
+            let _ = xs.tanh_();
+        }
+        Activation::Relu => {
+            let _ = xs.relu_();
+        }
+        Activation::LeakyRelu { .. } => return false,
+    }
+    true
+}
+
+/// Dropout with probability `p`.
+///
+/// Paddle 1.x (`downgrade_in_infer`): training keeps each value with probability 1 − p and
+/// does not rescale; eval multiplies by 1 − p. The mask comes from torch's generator, so
+/// `tch::manual_seed` makes it reproducible. PyTorch: inverted dropout, identity at eval.
+fn dropout(xs: &Tensor, p: f64, implementation: DropoutImpl, train: bool) -> Tensor {
+    if p == 0.0 {
+        return xs.shallow_clone();
+    }
+    match (implementation, train) {
+        (DropoutImpl::Paddle, true) => {
+            let mut keep = xs.empty_like();
+            let _ = keep.bernoulli_float_(1.0 - p);
+            xs * keep
+        }
+        (DropoutImpl::Paddle, false) => xs * (1.0 - p),
+        (DropoutImpl::Torch, _) => xs.dropout(p, train),
+    }
+}
