@@ -151,7 +151,7 @@ impl Cluster {
             "--data-dir".into(),
             self.data_dir().display().to_string(),
             "--lease-ttl".into(),
-            format!("{}", self.lease_ttl_secs),
+            format!("{}s", self.lease_ttl_secs),
         ];
         let proc = self.spawn("coordinator", &binary("ablate"), &args);
         self.coordinator = Some(proc);
@@ -198,6 +198,15 @@ impl Cluster {
         if let Some(mut w) = self.workers[index].take() {
             w.kill_hard();
         }
+    }
+
+    /// Whether worker `index`'s log says it completed run `run_id`.
+    pub fn worker_completed(&self, index: usize, run_id: &str) -> bool {
+        let log = self.dir.path().join(format!("worker{index}.log"));
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("run completed") && l.contains(run_id))
     }
 
     /// Runs the `ablate` CLI against this cluster (token in the environment).
