@@ -1,5 +1,10 @@
 //! Generated gRPC types, clients and servers of `proto/ablate.proto`.
-#![allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
 
 tonic::include_proto!("ablate.v1");
 

@@ -61,7 +61,10 @@ impl Proc {
 
     /// SIGTERM, then waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -113,7 +116,10 @@ impl Cluster {
             lease_ttl_secs,
             coordinator: None,
             workers: Vec::new(),
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
         }
     }
 
@@ -129,7 +135,11 @@ impl Cluster {
 
     fn spawn(&self, name: &str, program: &Path, args: &[String]) -> Proc {
         let log = self.dir.path().join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(program)
             .args(args)
             .env("ABLATE_TOKEN", &self.token)
@@ -162,7 +172,10 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("coordinator did not listen:\n{}", self.coordinator.as_ref().unwrap().log_text());
+        panic!(
+            "coordinator did not listen:\n{}",
+            self.coordinator.as_ref().unwrap().log_text()
+        );
     }
 
     /// SIGKILLs the coordinator.
@@ -232,7 +245,11 @@ impl Cluster {
         let url = self.url();
         let auth = ClientAuth::new(Some(&self.token)).unwrap();
         self.runtime.block_on(async move {
-            let channel = tonic::transport::Endpoint::from_shared(url).ok()?.connect().await.ok()?;
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
             let mut client = ExperimentsClient::with_interceptor(channel, auth);
             client
                 .get(GetRequest {
@@ -263,7 +280,10 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("timed out waiting for {what}; last status {last:#?}\n{}", self.logs());
+        panic!(
+            "timed out waiting for {what}; last status {last:#?}\n{}",
+            self.logs()
+        );
     }
 
     /// Every process log, for failure messages.

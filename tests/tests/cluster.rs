@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ablate_common::auth::ClientAuth;
 use ablate_common::proto::workers_client::WorkersClient;
-use ablate_common::proto::{AcquireRequest, ExperimentStatus, ProgressRequest, RegisterRequest, PROTOCOL_VERSION};
+use ablate_common::proto::{
+    AcquireRequest, ExperimentStatus, ProgressRequest, RegisterRequest, PROTOCOL_VERSION,
+};
 use ablate_tests::{lenet_grid, Cluster};
 use serde_json::Value;
 
@@ -23,17 +25,26 @@ fn stderr(o: &std::process::Output) -> String {
 fn submit(cluster: &Cluster, file: &str, grid: &str) {
     let path = cluster.write(file, grid);
     let out = cluster.cli(&["submit", path.to_str().unwrap()]);
-    assert!(out.status.success(), "submit failed: {}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "submit failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 fn all_terminal(s: &ExperimentStatus) -> bool {
-    !s.runs.is_empty() && s.runs.iter().all(|r| matches!(r.state.as_str(), "finished" | "failed" | "cancelled"))
+    !s.runs.is_empty()
+        && s.runs
+            .iter()
+            .all(|r| matches!(r.state.as_str(), "finished" | "failed" | "cancelled"))
 }
 
 fn report_json(cluster: &Cluster, experiment: &str) -> Value {
     let out = cluster.cli(&["report", experiment, "--format", "json"]);
     assert!(out.status.success(), "report failed: {}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("report.json does not parse: {e}\n{}", stdout(&out)))
+    serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("report.json does not parse: {e}\n{}", stdout(&out)))
 }
 
 /// Each run appears once, finished, with epochs 1..=n each exactly once.
@@ -44,8 +55,18 @@ fn assert_complete(report: &Value, runs: usize, epochs: u64) {
     assert_eq!(ids.len(), runs, "a run appears twice");
     for run in list {
         assert_eq!(run["state"], "finished", "{run:#}");
-        let numbers: Vec<u64> = run["epochs"].as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
-        assert_eq!(numbers, (1..=epochs).collect::<Vec<_>>(), "run {}: epochs {numbers:?}", run["name"]);
+        let numbers: Vec<u64> = run["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            numbers,
+            (1..=epochs).collect::<Vec<_>>(),
+            "run {}: epochs {numbers:?}",
+            run["name"]
+        );
         let acc = run["best_eval_acc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc));
     }
@@ -57,10 +78,18 @@ fn grid_completes_on_two_workers() {
     cluster.start_coordinator();
     cluster.start_worker();
     cluster.start_worker();
-    submit(&cluster, "grid.toml", &lenet_grid("four", 2, 256, &[1, 2, 3, 4]));
+    submit(
+        &cluster,
+        "grid.toml",
+        &lenet_grid("four", 2, 256, &[1, 2, 3, 4]),
+    );
     cluster.wait_for("four", 5 * MINUTES, "the grid to finish", all_terminal);
     for worker in cluster.workers.iter().flatten() {
-        assert!(worker.log_text().contains("run completed"), "both workers should have trained:\n{}", cluster.logs());
+        assert!(
+            worker.log_text().contains("run completed"),
+            "both workers should have trained:\n{}",
+            cluster.logs()
+        );
     }
     let report = report_json(&cluster, "four");
     assert_complete(&report, 4, 2);
@@ -79,15 +108,26 @@ fn killed_worker_run_resumes_on_the_other_worker() {
     submit(&cluster, "grid.toml", &lenet_grid("survive", 5, 1024, &[1]));
     // Worker 0 alone: it takes the run; kill it once an epoch is stored.
     cluster.wait_for("survive", 3 * MINUTES, "the first epoch", |s| {
-        s.runs.iter().any(|r| r.state == "running" && r.best_eval_acc >= 0.0 && r.current_epoch >= 2)
+        s.runs
+            .iter()
+            .any(|r| r.state == "running" && r.best_eval_acc >= 0.0 && r.current_epoch >= 2)
     });
     cluster.kill_worker(0);
     cluster.start_worker();
-    let status = cluster.wait_for("survive", 5 * MINUTES, "the run to finish elsewhere", all_terminal);
+    let status = cluster.wait_for(
+        "survive",
+        5 * MINUTES,
+        "the run to finish elsewhere",
+        all_terminal,
+    );
     let run = &status.runs[0];
     assert_eq!(run.state, "finished", "{run:?}");
     assert_eq!(run.attempt, 2, "the run should have been retried once");
-    assert!(cluster.worker_completed(1, &run.id), "worker1 should have finished it:\n{}", cluster.logs());
+    assert!(
+        cluster.worker_completed(1, &run.id),
+        "worker1 should have finished it:\n{}",
+        cluster.logs()
+    );
     let report = report_json(&cluster, "survive");
     assert_complete(&report, 1, 5);
     assert_eq!(report["runs"][0]["attempts"], 2);
@@ -97,7 +137,15 @@ fn killed_worker_run_resumes_on_the_other_worker() {
         .lines()
         .find(|l| l.contains(&format!("resuming run {} after epoch", run.id)))
         .unwrap_or_else(|| panic!("no resume in:\n{log}"));
-    let epoch: u32 = resumed.rsplit("after epoch ").next().unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let epoch: u32 = resumed
+        .rsplit("after epoch ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(epoch >= 1, "{resumed}");
 }
 
@@ -107,20 +155,36 @@ fn coordinator_killed_mid_grid_loses_nothing() {
     cluster.start_coordinator();
     cluster.start_worker();
     cluster.start_worker();
-    submit(&cluster, "grid.toml", &lenet_grid("restart", 4, 512, &[1, 2, 3, 4]));
+    submit(
+        &cluster,
+        "grid.toml",
+        &lenet_grid("restart", 4, 512, &[1, 2, 3, 4]),
+    );
     let before = cluster.wait_for("restart", 3 * MINUTES, "a run in its second epoch", |s| {
-        s.runs.iter().any(|r| r.state == "running" && r.current_epoch >= 2)
+        s.runs
+            .iter()
+            .any(|r| r.state == "running" && r.current_epoch >= 2)
     });
     cluster.kill_coordinator();
     std::thread::sleep(Duration::from_secs(2));
     cluster.start_coordinator();
-    let after = cluster.wait_for("restart", 5 * MINUTES, "the grid to finish after the restart", all_terminal);
+    let after = cluster.wait_for(
+        "restart",
+        5 * MINUTES,
+        "the grid to finish after the restart",
+        all_terminal,
+    );
     // Runs that were running kept their worker and attempt.
     for r in before.runs.iter().filter(|r| r.state == "running") {
         let same = after.runs.iter().find(|a| a.id == r.id).unwrap();
         assert_eq!(same.attempt, 1, "run {} was re-run", r.name);
         let index: usize = if r.worker.contains("worker0") { 0 } else { 1 };
-        assert!(cluster.worker_completed(index, &r.id), "run {} changed worker:\n{}", r.name, cluster.logs());
+        assert!(
+            cluster.worker_completed(index, &r.id),
+            "run {} changed worker:\n{}",
+            r.name,
+            cluster.logs()
+        );
     }
     let report = report_json(&cluster, "restart");
     assert_complete(&report, 4, 4);
@@ -131,26 +195,43 @@ fn cancel_stops_runs_and_frees_the_worker() {
     let mut cluster = Cluster::new(5);
     cluster.start_coordinator();
     cluster.start_worker();
-    submit(&cluster, "long.toml", &lenet_grid("long", 50, 2048, &[1, 2]));
-    cluster.wait_for("long", 2 * MINUTES, "a running run", |s| s.runs.iter().any(|r| r.state == "running"));
+    submit(
+        &cluster,
+        "long.toml",
+        &lenet_grid("long", 50, 2048, &[1, 2]),
+    );
+    cluster.wait_for("long", 2 * MINUTES, "a running run", |s| {
+        s.runs.iter().any(|r| r.state == "running")
+    });
     let out = cluster.cli(&["cancel", "long"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let status = cluster.wait_for("long", MINUTES, "the cancellation", all_terminal);
-    assert!(status.runs.iter().all(|r| r.state == "cancelled"), "{status:?}");
+    assert!(
+        status.runs.iter().all(|r| r.state == "cancelled"),
+        "{status:?}"
+    );
     // The worker is free again: a new grid runs to the end.
     submit(&cluster, "after.toml", &lenet_grid("after", 1, 128, &[1]));
-    cluster.wait_for("after", 2 * MINUTES, "the next grid", |s| all_terminal(s) && s.runs[0].state == "finished");
+    cluster.wait_for("after", 2 * MINUTES, "the next grid", |s| {
+        all_terminal(s) && s.runs[0].state == "finished"
+    });
 }
 
 #[test]
 fn bad_grid_and_wrong_token_are_refused_with_clear_errors() {
     let mut cluster = Cluster::new(5);
     cluster.start_coordinator();
-    let bad = cluster.write("bad.toml", "name = \"bad\"\n[base]\nmodel = \"lenet\"\nepochz = 3\n");
+    let bad = cluster.write(
+        "bad.toml",
+        "name = \"bad\"\n[base]\nmodel = \"lenet\"\nepochz = 3\n",
+    );
     let out = cluster.cli(&["submit", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("bad.toml:4:1"), "expected a file:line:col error, got: {err}");
+    assert!(
+        err.contains("bad.toml:4:1"),
+        "expected a file:line:col error, got: {err}"
+    );
     assert!(err.contains("epochz"), "{err}");
 
     let out = std::process::Command::new(ablate_tests::binary("ablate"))
@@ -159,7 +240,12 @@ fn bad_grid_and_wrong_token_are_refused_with_clear_errors() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "a wrong token must be refused");
-    assert!(stderr(&out).to_lowercase().contains("unauthenticated") || stderr(&out).to_lowercase().contains("token"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("unauthenticated")
+            || stderr(&out).to_lowercase().contains("token"),
+        "{}",
+        stderr(&out)
+    );
     // The coordinator keeps serving after both.
     let ok = cluster.cli(&["status"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
@@ -171,9 +257,16 @@ fn stale_attempt_progress_is_refused() {
     let mut cluster = Cluster::new(2);
     cluster.start_coordinator();
     submit(&cluster, "grid.toml", &lenet_grid("fenced", 1, 128, &[1]));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(cluster.url()).unwrap().connect().await.unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(cluster.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         let auth = ClientAuth::new(Some(&cluster.token)).unwrap();
         let mut client = WorkersClient::with_interceptor(channel, auth);
         let register = |name: &str| RegisterRequest {
@@ -183,9 +276,17 @@ fn stale_attempt_progress_is_refused() {
             threads: 1,
             worker_id: String::new(),
         };
-        let slow = client.register(register("slow")).await.unwrap().into_inner().worker_id;
+        let slow = client
+            .register(register("slow"))
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id;
         let first = client
-            .acquire(AcquireRequest { worker_id: slow.clone(), free_devices: vec!["cpu".into()] })
+            .acquire(AcquireRequest {
+                worker_id: slow.clone(),
+                free_devices: vec!["cpu".into()],
+            })
             .await
             .unwrap()
             .into_inner()
@@ -193,12 +294,20 @@ fn stale_attempt_progress_is_refused() {
             .expect("the run is assigned");
         assert_eq!(first.attempt, 1);
         // No heartbeat: the lease lapses and the run is handed to another worker.
-        let fast = client.register(register("fast")).await.unwrap().into_inner().worker_id;
+        let fast = client
+            .register(register("fast"))
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id;
         let mut second = None;
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let r = client
-                .acquire(AcquireRequest { worker_id: fast.clone(), free_devices: vec!["cpu".into()] })
+                .acquire(AcquireRequest {
+                    worker_id: fast.clone(),
+                    free_devices: vec!["cpu".into()],
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -241,15 +350,33 @@ fn single_node_run_writes_the_report() {
     std::fs::write(&grid, lenet_grid("solo", 2, 256, &[1, 2])).unwrap();
     let data_dir = dir.path().join("data");
     let out = std::process::Command::new(ablate_tests::binary("ablate"))
-        .args(["run", grid.to_str().unwrap(), "--workers", "2", "--data-dir", data_dir.to_str().unwrap()])
+        .args([
+            "run",
+            grid.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
         .env("ABLATE_WORKER_THREADS", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "ablate run failed:\n{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "ablate run failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let report_dir = data_dir.join("reports").join("solo");
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
+            .unwrap();
     assert_complete(&json, 2, 2);
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(md.contains("lenet"), "{md}");
-    assert!(stdout(&out).contains("report.json"), "the paths are printed: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("report.json"),
+        "the paths are printed: {}",
+        stdout(&out)
+    );
 }

@@ -66,9 +66,15 @@ pub fn run(config: &BenchConfig) -> BenchResult {
         [config.batch as i64, arch.channels as i64, size, size],
         (Kind::Float, device),
     );
-    let labels = Tensor::randint(arch.classes as i64, [config.batch as i64], (Kind::Int64, device));
+    let labels = Tensor::randint(
+        arch.classes as i64,
+        [config.batch as i64],
+        (Kind::Int64, device),
+    );
     let mut step = || {
-        let loss = net.forward_t(&images, true).cross_entropy_for_logits(&labels);
+        let loss = net
+            .forward_t(&images, true)
+            .cross_entropy_for_logits(&labels);
         opt.zero_grad();
         loss.backward();
         opt.step(0.001);

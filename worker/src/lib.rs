@@ -8,12 +8,12 @@
 //! - [`collective`]: gradient all-reduce across replicas (in-process CPU, NCCL).
 //! - [`agent`]: the loop that registers with a coordinator and trains what it assigns.
 //! - [`bench`]: training throughput on random data.
-pub mod collective;
-pub mod train;
+pub mod agent;
 pub mod bench;
 pub mod cli;
-pub mod signals;
-pub mod agent;
-pub mod data;
 pub mod cli_data;
+pub mod collective;
+pub mod data;
 pub mod model;
+pub mod signals;
+pub mod train;

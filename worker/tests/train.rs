@@ -53,8 +53,14 @@ fn run_dir(name: &str) -> PathBuf {
 }
 
 fn options(spec: RunSpec, dir: &Path, devices: DeviceList, resume: bool) -> TrainOptions {
-    let arch = ablate_common::zoo::build(&spec.model, &spec.factors, spec.channels, spec.image_size, spec.classes)
-        .expect("model builds");
+    let arch = ablate_common::zoo::build(
+        &spec.model,
+        &spec.factors,
+        spec.channels,
+        spec.image_size,
+        spec.classes,
+    )
+    .expect("model builds");
     TrainOptions {
         spec,
         arch,
@@ -91,7 +97,12 @@ fn same_metrics(a: &[EpochRecord], b: &[EpochRecord]) {
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.epoch, y.epoch);
         assert_eq!(x.lr, y.lr);
-        for (u, v) in [(x.train_loss, y.train_loss), (x.train_acc, y.train_acc), (x.eval_loss, y.eval_loss), (x.eval_acc, y.eval_acc)] {
+        for (u, v) in [
+            (x.train_loss, y.train_loss),
+            (x.train_acc, y.train_acc),
+            (x.eval_loss, y.eval_loss),
+            (x.eval_acc, y.eval_acc),
+        ] {
             assert!((u - v).abs() < 1e-9, "epoch {}: {u} != {v}", x.epoch);
         }
     }
@@ -101,7 +112,12 @@ fn same_metrics(a: &[EpochRecord], b: &[EpochRecord]) {
 fn two_epochs_equal_one_plus_resume_plus_one() {
     let hash = spec("epochs = 2").training_hash();
     let straight = run_dir("straight");
-    let full = train_to_end(&options(spec("epochs = 2"), &straight, DeviceList::Cpu(1), false));
+    let full = train_to_end(&options(
+        spec("epochs = 2"),
+        &straight,
+        DeviceList::Cpu(1),
+        false,
+    ));
 
     // The same run interrupted after epoch 1: train a 1-epoch prefix by stopping the
     // 2-epoch spec right after its first checkpoint, then resume.
@@ -115,11 +131,24 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
         }
     }
     let outcome = train::train(&opts, &data, &mut StopAfterFirstEpoch(opts.stop.clone())).unwrap();
-    assert_eq!(outcome, Outcome::Stopped { completed_epochs: 1 });
-    let resumed = train_to_end(&options(spec("epochs = 2"), &split, DeviceList::Cpu(1), true));
+    assert_eq!(
+        outcome,
+        Outcome::Stopped {
+            completed_epochs: 1
+        }
+    );
+    let resumed = train_to_end(&options(
+        spec("epochs = 2"),
+        &split,
+        DeviceList::Cpu(1),
+        true,
+    ));
 
     same_metrics(&full, &resumed);
-    for ((na, a), (nb, b)) in weights(&straight, &hash).iter().zip(weights(&split, &hash).iter()) {
+    for ((na, a), (nb, b)) in weights(&straight, &hash)
+        .iter()
+        .zip(weights(&split, &hash).iter())
+    {
         assert_eq!(na, nb);
         let diff = (a - b).abs().max().double_value(&[]);
         assert!(diff < 1e-6, "{na} differs by {diff}");
@@ -128,19 +157,46 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
 
 #[test]
 fn same_seed_same_metrics_other_seed_other_metrics() {
-    let a = train_to_end(&options(spec("epochs = 1"), &run_dir("seed-a"), DeviceList::Cpu(1), false));
-    let b = train_to_end(&options(spec("epochs = 1"), &run_dir("seed-b"), DeviceList::Cpu(1), false));
+    let a = train_to_end(&options(
+        spec("epochs = 1"),
+        &run_dir("seed-a"),
+        DeviceList::Cpu(1),
+        false,
+    ));
+    let b = train_to_end(&options(
+        spec("epochs = 1"),
+        &run_dir("seed-b"),
+        DeviceList::Cpu(1),
+        false,
+    ));
     same_metrics(&a, &b);
-    let c = train_to_end(&options(spec("epochs = 1\nseed = 8").clone(), &run_dir("seed-c"), DeviceList::Cpu(1), false));
+    let c = train_to_end(&options(
+        spec("epochs = 1\nseed = 8").clone(),
+        &run_dir("seed-c"),
+        DeviceList::Cpu(1),
+        false,
+    ));
     assert_ne!(a[0].train_loss, c[0].train_loss);
 }
 
 #[test]
 fn loss_falls_on_real_data() {
     // Sigmoid LeNet starts slowly (the seed's point); four epochs of 512 images suffice.
-    let history = train_to_end(&options(spec("epochs = 4"), &run_dir("falls"), DeviceList::Cpu(1), false));
-    assert!(history[3].train_loss < 0.8 * history[0].train_loss, "{history:?}");
-    assert!(history[3].eval_acc > 0.5, "eval accuracy {} on Fashion-MNIST", history[3].eval_acc);
+    let history = train_to_end(&options(
+        spec("epochs = 4"),
+        &run_dir("falls"),
+        DeviceList::Cpu(1),
+        false,
+    ));
+    assert!(
+        history[3].train_loss < 0.8 * history[0].train_loss,
+        "{history:?}"
+    );
+    assert!(
+        history[3].eval_acc > 0.5,
+        "eval accuracy {} on Fashion-MNIST",
+        history[3].eval_acc
+    );
 }
 
 #[test]
@@ -148,7 +204,12 @@ fn piecewise_schedule_changes_lr_at_its_epochs() {
     let s = spec(
         "epochs = 3\nlr_schedule = { kind = \"piecewise\", boundaries = [1, 2], values = [0.003, 0.001, 0.0001] }",
     );
-    let history = train_to_end(&options(s, &run_dir("piecewise"), DeviceList::Cpu(1), false));
+    let history = train_to_end(&options(
+        s,
+        &run_dir("piecewise"),
+        DeviceList::Cpu(1),
+        false,
+    ));
     let lrs: Vec<f64> = history.iter().map(|r| r.lr).collect();
     assert_eq!(lrs, vec![0.003, 0.001, 0.0001]);
 }
@@ -156,7 +217,12 @@ fn piecewise_schedule_changes_lr_at_its_epochs() {
 #[test]
 fn corrupt_checkpoint_is_an_error_not_a_crash() {
     let dir = run_dir("corrupt");
-    train_to_end(&options(spec("epochs = 1"), &dir, DeviceList::Cpu(1), false));
+    train_to_end(&options(
+        spec("epochs = 1"),
+        &dir,
+        DeviceList::Cpu(1),
+        false,
+    ));
     let file = dir.join(checkpoint::CHECKPOINT_FILE);
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 3]).unwrap();
@@ -170,8 +236,18 @@ fn corrupt_checkpoint_is_an_error_not_a_crash() {
 #[test]
 fn checkpoint_of_another_spec_is_refused() {
     let dir = run_dir("other-spec");
-    train_to_end(&options(spec("epochs = 1"), &dir, DeviceList::Cpu(1), false));
-    let opts = options(spec("epochs = 2\nlr = 0.01"), &dir, DeviceList::Cpu(1), true);
+    train_to_end(&options(
+        spec("epochs = 1"),
+        &dir,
+        DeviceList::Cpu(1),
+        false,
+    ));
+    let opts = options(
+        spec("epochs = 2\nlr = 0.01"),
+        &dir,
+        DeviceList::Cpu(1),
+        true,
+    );
     let data = ablate_worker::data::open(opts.spec.dataset.as_ref().unwrap(), 1, 28, 10).unwrap();
     let err = train::train(&opts, &data, &mut Silent).unwrap_err();
     assert!(err.to_string().contains("another spec"), "{err}");
@@ -187,7 +263,12 @@ fn two_cpu_replicas_match_one() {
     let hash = s.training_hash();
     let h1 = train_to_end(&options(s.clone(), &one, DeviceList::Cpu(1), false));
     let h2 = train_to_end(&options(s, &two, DeviceList::Cpu(2), false));
-    assert!((h1[0].train_loss - h2[0].train_loss).abs() < 1e-5, "{} vs {}", h1[0].train_loss, h2[0].train_loss);
+    assert!(
+        (h1[0].train_loss - h2[0].train_loss).abs() < 1e-5,
+        "{} vs {}",
+        h1[0].train_loss,
+        h2[0].train_loss
+    );
     assert!((h1[0].eval_acc - h2[0].eval_acc).abs() < 1e-9);
     for ((na, a), (_, b)) in weights(&one, &hash).iter().zip(weights(&two, &hash).iter()) {
         let diff = (a - b).abs().max().double_value(&[]);

@@ -283,7 +283,10 @@ impl RunSpec {
             message,
         };
         if !(self.channels == 1 || self.channels == 3) {
-            return Err(invalid("channels", format!("{} (expected 1 or 3)", self.channels)));
+            return Err(invalid(
+                "channels",
+                format!("{} (expected 1 or 3)", self.channels),
+            ));
         }
         if self.classes < 2 {
             return Err(invalid("classes", format!("{} (at least 2)", self.classes)));
@@ -298,7 +301,10 @@ impl RunSpec {
             return Err(invalid("lr", format!("{} (must be positive)", self.lr)));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(invalid("momentum", format!("{} (expected 0 ≤ μ < 1)", self.momentum)));
+            return Err(invalid(
+                "momentum",
+                format!("{} (expected 0 ≤ μ < 1)", self.momentum),
+            ));
         }
         if self.weight_decay < 0.0 {
             return Err(invalid("weight_decay", "must not be negative".into()));
@@ -321,7 +327,10 @@ impl RunSpec {
                 ));
             }
             if boundaries.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(invalid("lr_schedule.boundaries", "must be increasing".into()));
+                return Err(invalid(
+                    "lr_schedule.boundaries",
+                    "must be increasing".into(),
+                ));
             }
         }
         if let Some(devices) = &self.devices {
@@ -398,7 +407,10 @@ mod tests {
     #[test]
     fn defaults_are_the_seed_recipe() {
         let s = spec("").unwrap();
-        assert_eq!((s.batch_size, s.epochs, s.image_size, s.classes), (32, 60, 224, 16));
+        assert_eq!(
+            (s.batch_size, s.epochs, s.image_size, s.classes),
+            (32, 60, 224, 16)
+        );
         assert_eq!(s.lr, 0.001);
         assert_eq!(s.momentum, 0.9);
         assert_eq!(s.optimizer, OptimizerKind::Momentum);
@@ -445,7 +457,10 @@ mod tests {
     #[test]
     fn device_lists_parse() {
         assert_eq!(DeviceList::parse("cpu:2").unwrap(), DeviceList::Cpu(2));
-        assert_eq!(DeviceList::parse("cuda:0,1").unwrap(), DeviceList::Cuda(vec![0, 1]));
+        assert_eq!(
+            DeviceList::parse("cuda:0,1").unwrap(),
+            DeviceList::Cuda(vec![0, 1])
+        );
         assert!(DeviceList::parse("gpu").is_err());
         assert!(DeviceList::parse("cpu:0").is_err());
     }

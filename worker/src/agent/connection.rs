@@ -35,7 +35,11 @@ pub struct ConnectionConfig {
 pub fn is_transient(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled | Code::Internal
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Internal
     )
 }
 
@@ -48,8 +52,10 @@ pub(crate) fn client(config: &ConnectionConfig) -> Result<Client, String> {
         .timeout(Duration::from_secs(60))
         .tcp_keepalive(Some(Duration::from_secs(10)));
     let channel = endpoint.connect_lazy();
-    Ok(WorkersClient::with_interceptor(channel, config.auth.clone())
-        .max_decoding_message_size(64 << 20))
+    Ok(
+        WorkersClient::with_interceptor(channel, config.auth.clone())
+            .max_decoding_message_size(64 << 20),
+    )
 }
 
 /// Registers, retrying with back-off while the coordinator is unreachable. A refusal
@@ -64,7 +70,11 @@ pub(crate) async fn register(
         let request = RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             name: config.name.clone(),
-            devices: config.devices.iter().map(|d| Device { name: d.clone() }).collect(),
+            devices: config
+                .devices
+                .iter()
+                .map(|d| Device { name: d.clone() })
+                .collect(),
             threads: config.threads,
             worker_id: previous_id.unwrap_or_default().to_string(),
         };

@@ -135,7 +135,8 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
                             heartbeat,
                             shutdown: shutdown.clone(),
                         };
-                        sessions.spawn(async move { (devices, session::run(ctx, assignment).await) });
+                        sessions
+                            .spawn(async move { (devices, session::run(ctx, assignment).await) });
                         continue;
                     }
                 }
@@ -148,7 +149,10 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
                         .worker_id;
                 }
                 Err(status) if is_transient(&status) => {
-                    tracing::warn!("coordinator unreachable: {}; retrying in {backoff:?}", status.message());
+                    tracing::warn!(
+                        "coordinator unreachable: {}; retrying in {backoff:?}",
+                        status.message()
+                    );
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(status) => {

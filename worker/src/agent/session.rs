@@ -60,9 +60,19 @@ pub enum SessionEnd {
 }
 
 enum Event {
-    Start { steps_per_epoch: u64, start_epoch: u32 },
-    Step { epoch: u32, step: u64, loss: Option<f64> },
-    Epoch { record: EpochRecord, snapshot: PathBuf },
+    Start {
+        steps_per_epoch: u64,
+        start_epoch: u32,
+    },
+    Step {
+        epoch: u32,
+        step: u64,
+        loss: Option<f64>,
+    },
+    Epoch {
+        record: EpochRecord,
+        snapshot: PathBuf,
+    },
 }
 
 struct ChannelObserver {
@@ -216,7 +226,10 @@ pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionE
             SessionEnd::Released
         }
         Err(e) => {
-            let permanent = matches!(e, TrainError::Model(_) | TrainError::Data(_) | TrainError::Device(_));
+            let permanent = matches!(
+                e,
+                TrainError::Model(_) | TrainError::Data(_) | TrainError::Device(_)
+            );
             fail(&ctx, &assignment, e.to_string(), permanent).await
         }
     }
@@ -239,10 +252,7 @@ fn prepare(
         spec.classes,
     )
     .map_err(|e| format!("model: {e}"))?;
-    let dataset = spec
-        .dataset
-        .as_ref()
-        .ok_or("the run spec has no dataset")?;
+    let dataset = spec.dataset.as_ref().ok_or("the run spec has no dataset")?;
     let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
         .map_err(|e| format!("dataset: {e}"))?;
     let devices = if assignment.devices.iter().any(|d| d.starts_with("cuda:")) {
@@ -304,7 +314,12 @@ async fn fetch_checkpoint(
     Ok(())
 }
 
-async fn fail(ctx: &SessionContext, assignment: &Assignment, reason: String, permanent: bool) -> SessionEnd {
+async fn fail(
+    ctx: &SessionContext,
+    assignment: &Assignment,
+    reason: String,
+    permanent: bool,
+) -> SessionEnd {
     tracing::error!(run = %assignment.run_id, attempt = assignment.attempt, permanent, "run failed: {reason}");
     let request = FailRequest {
         worker_id: ctx.worker_id.clone(),
@@ -481,7 +496,10 @@ impl<'a> Relay<'a> {
                 let _ = std::fs::remove_file(snapshot);
             }
             Err(status) if is_transient(&status) => {
-                tracing::warn!("checkpoint of epoch {epoch} not uploaded: {}", status.message());
+                tracing::warn!(
+                    "checkpoint of epoch {epoch} not uploaded: {}",
+                    status.message()
+                );
             }
             Err(status) => self.refused(&status),
         }

@@ -55,8 +55,12 @@ fn main() {
         Some(Command::Train(args)) => cli::train::run(args),
         Some(Command::Bench(args)) => cli::bench::run_bench(args),
         Some(Command::Arch(args)) => cli::bench::run_arch(args),
-        Some(Command::DataBench(args)) => ablate_worker::cli_data::run_data_bench(args).map_err(Into::into),
-        Some(Command::DataInspect(args)) => ablate_worker::cli_data::run_data_inspect(args).map_err(Into::into),
+        Some(Command::DataBench(args)) => {
+            ablate_worker::cli_data::run_data_bench(args).map_err(Into::into)
+        }
+        Some(Command::DataInspect(args)) => {
+            ablate_worker::cli_data::run_data_inspect(args).map_err(Into::into)
+        }
         None => run_agent(&cli),
     };
     if let Err(e) = result {

@@ -75,29 +75,42 @@ fn write_metrics(path: &Path, history: &[EpochRecord]) -> std::io::Result<()> {
 /// Runs `train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let file_name = args.spec.display().to_string();
-    let text = std::fs::read_to_string(&args.spec).with_context(|| format!("cannot read {file_name}"))?;
+    let text =
+        std::fs::read_to_string(&args.spec).with_context(|| format!("cannot read {file_name}"))?;
     let spec = RunSpec::from_toml(&text, &file_name).map_err(anyhow::Error::msg)?;
     let run_dir = args
         .run_dir
         .clone()
         .or_else(|| spec.checkpoint_dir.clone())
         .unwrap_or_else(|| {
-            let stem = args.spec.file_stem().map(|s| s.to_string_lossy().to_string());
+            let stem = args
+                .spec
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string());
             PathBuf::from("runs").join(stem.unwrap_or_else(|| "run".into()))
         });
-    let arch = ablate_common::zoo::build(&spec.model, &spec.factors, spec.channels, spec.image_size, spec.classes)
-        .map_err(|e| anyhow::anyhow!("{file_name}: model: {e}"))?;
+    let arch = ablate_common::zoo::build(
+        &spec.model,
+        &spec.factors,
+        spec.channels,
+        spec.image_size,
+        spec.classes,
+    )
+    .map_err(|e| anyhow::anyhow!("{file_name}: model: {e}"))?;
     let dataset = spec
         .dataset
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("{file_name}: a run needs a [dataset] table"))?;
     let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
         .map_err(|e| anyhow::anyhow!("{file_name}: dataset: {e}"))?;
-    let devices = spec.device_list().map_err(|e| anyhow::anyhow!("{file_name}: devices: {e}"))?;
+    let devices = spec
+        .device_list()
+        .map_err(|e| anyhow::anyhow!("{file_name}: devices: {e}"))?;
     let threads = spec
         .threads
         .unwrap_or_else(|| (num_cpus() / devices.replicas()).max(1));
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     std::fs::write(run_dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
     let stop = Arc::new(AtomicBool::new(false));
     crate::signals::stop_on_terminate(stop.clone())?;
@@ -121,7 +134,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         stop,
     };
     match train::train(&opts, &data, &mut observer)? {
-        Outcome::Completed { history, wall_seconds, .. } => {
+        Outcome::Completed {
+            history,
+            wall_seconds,
+            ..
+        } => {
             let best = history.iter().map(|r| r.eval_acc).fold(0.0, f64::max);
             println!(
                 "done: {} epochs, best eval accuracy {:.2}%, {:.1}s; checkpoint and metrics.jsonl in {}",
@@ -143,5 +160,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
 /// Cores available to this process.
 pub fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

@@ -39,7 +39,9 @@ fn check(result: ncclResult_t, what: &str) -> Result<(), CollectiveError> {
     if result == ncclResult_t::ncclSuccess {
         Ok(())
     } else {
-        Err(CollectiveError::Backend(format!("{what}: NCCL error {result:?}")))
+        Err(CollectiveError::Backend(format!(
+            "{what}: NCCL error {result:?}"
+        )))
     }
 }
 
@@ -50,13 +52,16 @@ impl NcclCollective {
             .iter()
             .map(|d| match d {
                 Device::Cuda(i) => Ok(*i),
-                other => Err(CollectiveError::Backend(format!("NCCL needs CUDA devices, got {other:?}"))),
+                other => Err(CollectiveError::Backend(format!(
+                    "NCCL needs CUDA devices, got {other:?}"
+                ))),
             })
             .collect::<Result<_, _>>()?;
         let list: Vec<i32> = ordinals.iter().map(|&i| i as i32).collect();
         let mut comms: Vec<ncclComm_t> = vec![std::ptr::null_mut(); list.len()];
         // SAFETY: `comms` has room for one communicator per listed device.
-        let result = unsafe { nccl::ncclCommInitAll(comms.as_mut_ptr(), list.len() as i32, list.as_ptr()) };
+        let result =
+            unsafe { nccl::ncclCommInitAll(comms.as_mut_ptr(), list.len() as i32, list.as_ptr()) };
         check(result, "ncclCommInitAll")?;
         Ok(NcclCollective {
             comms: comms.into_iter().map(Comm).collect(),
@@ -67,9 +72,11 @@ impl NcclCollective {
     }
 
     fn make_current(&self, rank: usize) -> Result<(), CollectiveError> {
-        let backend = |e: cudarc::driver::DriverError| CollectiveError::Backend(format!("CUDA: {e:?}"));
+        let backend =
+            |e: cudarc::driver::DriverError| CollectiveError::Backend(format!("CUDA: {e:?}"));
         cudarc::driver::result::init().map_err(backend)?;
-        let device = cudarc::driver::result::device::get(self.ordinals[rank] as i32).map_err(backend)?;
+        let device =
+            cudarc::driver::result::device::get(self.ordinals[rank] as i32).map_err(backend)?;
         // SAFETY: the primary context is the one libtorch uses; retaining it is refcounted.
         unsafe {
             let ctx = cudarc::driver::result::primary_ctx::retain(device).map_err(backend)?;
@@ -124,14 +131,22 @@ impl Collective for NcclCollective {
         let device = Device::Cuda(self.ordinals[rank]);
         // Epoch totals live on the host: reduce a device copy.
         let on_host = tensor.device() != device;
-        let mut work = if on_host { tensor.to_device(device) } else { tensor.shallow_clone() };
+        let mut work = if on_host {
+            tensor.to_device(device)
+        } else {
+            tensor.shallow_clone()
+        };
         work = work.contiguous();
         let dtype = match work.kind() {
             Kind::Float => ncclDataType_t::ncclFloat32,
             Kind::Double => ncclDataType_t::ncclFloat64,
             Kind::Half => ncclDataType_t::ncclFloat16,
             Kind::Int64 => ncclDataType_t::ncclInt64,
-            other => return Err(CollectiveError::Backend(format!("NCCL all-reduce of {other:?}"))),
+            other => {
+                return Err(CollectiveError::Backend(format!(
+                    "NCCL all-reduce of {other:?}"
+                )))
+            }
         };
         self.make_current(rank)?;
         let ptr = work.data_ptr();

@@ -91,10 +91,16 @@ pub fn save(
     let mut named: Vec<(String, Tensor)> = Vec::with_capacity(weights.len() + optimizer.len() + 1);
     named.push((META_KEY.into(), Tensor::from_slice(&meta_json)));
     for (name, t) in weights {
-        named.push((format!("{WEIGHT_PREFIX}{name}"), t.to_device(tch::Device::Cpu)));
+        named.push((
+            format!("{WEIGHT_PREFIX}{name}"),
+            t.to_device(tch::Device::Cpu),
+        ));
     }
     for (name, t) in optimizer {
-        named.push((format!("{OPTIMIZER_PREFIX}{name}"), t.to_device(tch::Device::Cpu)));
+        named.push((
+            format!("{OPTIMIZER_PREFIX}{name}"),
+            t.to_device(tch::Device::Cpu),
+        ));
     }
     let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     Tensor::save_multi(&named, &tmp).map_err(|e| fail(e.to_string()))?;

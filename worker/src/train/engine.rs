@@ -154,7 +154,9 @@ pub fn train(
     let (first, rest) = replicas.split_at_mut(1);
     for r in rest.iter_mut() {
         r.vs.copy(&first[0].vs)?;
-        r.opt.load_state(&first[0].opt.state()).map_err(TrainError::Model)?;
+        r.opt
+            .load_state(&first[0].opt.state())
+            .map_err(TrainError::Model)?;
     }
     let params: u64 = first[0]
         .vs
@@ -163,11 +165,13 @@ pub fn train(
         .map(|t| t.numel() as u64)
         .sum();
 
-    let collective: Arc<dyn Collective> =
-        Arc::new(CpuCollective::new(world, COLLECTIVE_TIMEOUT));
+    let collective: Arc<dyn Collective> = Arc::new(CpuCollective::new(world, COLLECTIVE_TIMEOUT));
     #[cfg(feature = "cuda")]
     let collective: Arc<dyn Collective> = if devices.iter().all(|d| d.is_cuda()) && world > 1 {
-        Arc::new(crate::collective::NcclCollective::new(&devices, COLLECTIVE_TIMEOUT)?)
+        Arc::new(crate::collective::NcclCollective::new(
+            &devices,
+            COLLECTIVE_TIMEOUT,
+        )?)
     } else {
         collective
     };
@@ -192,7 +196,15 @@ pub fn train(
                 scope.spawn(move || {
                     tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
                     let mut silent = Silent;
-                    let r = run_epochs(replica, opts, data, &*collective, &mut silent, start_epoch, &mut Vec::new());
+                    let r = run_epochs(
+                        replica,
+                        opts,
+                        data,
+                        &*collective,
+                        &mut silent,
+                        start_epoch,
+                        &mut Vec::new(),
+                    );
                     if let Err(e) = &r {
                         collective.abort(&format!("replica {} failed: {e}", replica.rank));
                     }
@@ -200,7 +212,15 @@ pub fn train(
                 })
             })
             .collect();
-        let r0 = run_epochs(&mut rank0, opts, data, &*collective, observer, start_epoch, &mut history);
+        let r0 = run_epochs(
+            &mut rank0,
+            opts,
+            data,
+            &*collective,
+            observer,
+            start_epoch,
+            &mut history,
+        );
         if let Err(e) = &r0 {
             collective.abort(&format!("replica 0 failed: {e}"));
         }
@@ -236,7 +256,11 @@ fn torch_devices(devices: &DeviceList) -> Result<Vec<Device>, TrainError> {
     match devices {
         DeviceList::Cpu(n) => Ok(vec![Device::Cpu; *n]),
         DeviceList::Cuda(ordinals) => {
-            let available = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+            let available = if tch::Cuda::is_available() {
+                tch::Cuda::device_count() as usize
+            } else {
+                0
+            };
             ordinals
                 .iter()
                 .map(|&i| {
@@ -263,9 +287,24 @@ fn build_replica(rank: usize, device: Device, opts: &TrainOptions) -> Result<Rep
         .filter(|(_, t)| !t.requires_grad() && t.is_floating_point())
         .map(|(_, t)| t.shallow_clone())
         .collect();
-    let trainable = named.into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    let opt = Optimizer::new(opts.spec.optimizer, opts.spec.momentum, opts.spec.weight_decay, trainable);
-    Ok(Replica { rank, device, vs, net, opt, buffers })
+    let trainable = named
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    let opt = Optimizer::new(
+        opts.spec.optimizer,
+        opts.spec.momentum,
+        opts.spec.weight_decay,
+        trainable,
+    );
+    Ok(Replica {
+        rank,
+        device,
+        vs,
+        net,
+        opt,
+        buffers,
+    })
 }
 
 fn restore(replica: &mut Replica, ck: &checkpoint::Checkpoint) -> Result<(), TrainError> {
@@ -286,7 +325,10 @@ fn restore(replica: &mut Replica, ck: &checkpoint::Checkpoint) -> Result<(), Tra
         }
         tch::no_grad(|| var.shallow_clone().copy_(saved));
     }
-    replica.opt.load_state(&ck.optimizer).map_err(TrainError::Model)
+    replica
+        .opt
+        .load_state(&ck.optimizer)
+        .map_err(TrainError::Model)
 }
 
 fn train_options(spec: &RunSpec, epoch: u32, rank: usize, world: usize) -> BatchOptions {
@@ -345,7 +387,8 @@ fn run_epochs(
         let epoch_started = Instant::now();
         tch::manual_seed(epoch_seed(spec.seed, epoch, replica.rank));
         let lr = spec.lr_at_epoch(epoch);
-        let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)? {
+        let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)?
+        {
             Some(t) => t,
             None => return Ok(EpochsEnd::Stopped(epoch)),
         };
@@ -405,7 +448,9 @@ fn train_epoch(
         let labels = batch.labels.to_device(device);
         let n = labels.size()[0];
         let logits = tch::autocast(autocast, || replica.net.forward_t(&images, true));
-        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
+        let loss = logits
+            .to_kind(Kind::Float)
+            .cross_entropy_for_logits(&labels);
         replica.opt.zero_grad();
         loss.backward();
         let stop = opts.stop.load(Ordering::Relaxed);
@@ -418,20 +463,26 @@ fn train_epoch(
         }
         replica.opt.step(lr);
         tch::no_grad(|| {
-            let _ = loss_sum.shallow_clone().g_add_(&(loss.detach().to_kind(Kind::Double) * n as f64));
+            let _ = loss_sum
+                .shallow_clone()
+                .g_add_(&(loss.detach().to_kind(Kind::Double) * n as f64));
             let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let _ = correct.shallow_clone().g_add_(&hits);
         });
         seen += n as u64;
         if replica.rank == 0 {
             let global_step = u64::from(epoch) * steps_per_epoch + step as u64;
-            let sampled = global_step % spec.log_every_steps == 0;
+            let sampled = global_step.is_multiple_of(spec.log_every_steps);
             let value = sampled.then(|| loss.double_value(&[]));
             observer.on_step(epoch + 1, step as u64 + 1, steps_per_epoch, value);
         }
     }
     let mut totals = Tensor::stack(
-        &[loss_sum.to_device(Device::Cpu), correct.to_device(Device::Cpu).to_kind(Kind::Double), Tensor::from(seen as f64)],
+        &[
+            loss_sum.to_device(Device::Cpu),
+            correct.to_device(Device::Cpu).to_kind(Kind::Double),
+            Tensor::from(seen as f64),
+        ],
         0,
     );
     collective.all_reduce_sum(replica.rank, &mut totals)?;
@@ -453,15 +504,15 @@ fn reduce_gradients(
     local_batch: i64,
     stop: bool,
 ) -> Result<bool, TrainError> {
-    let grads: Vec<Tensor> = replica
-        .opt
-        .params()
+    let grads: Vec<Tensor> = replica.opt.params().iter().map(|(_, p)| p.grad()).collect();
+    let mut parts: Vec<Tensor> = grads
         .iter()
-        .map(|(_, p)| p.grad())
+        .map(|g| g.reshape([-1]) * local_batch as f64)
         .collect();
-    let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1]) * local_batch as f64).collect();
     let device = replica.device;
-    parts.push(Tensor::from_slice(&[local_batch as f32, if stop { 1.0 } else { 0.0 }]).to_device(device));
+    parts.push(
+        Tensor::from_slice(&[local_batch as f32, if stop { 1.0 } else { 0.0 }]).to_device(device),
+    );
     let mut flat = Tensor::cat(&parts, 0);
     collective.all_reduce_sum(replica.rank, &mut flat)?;
     let total = flat.size()[0];
@@ -488,7 +539,11 @@ fn average_buffers(replica: &mut Replica, collective: &dyn Collective) -> Result
     if world == 1 || replica.buffers.is_empty() {
         return Ok(());
     }
-    let parts: Vec<Tensor> = replica.buffers.iter().map(|b| b.reshape([-1]).to_kind(Kind::Float)).collect();
+    let parts: Vec<Tensor> = replica
+        .buffers
+        .iter()
+        .map(|b| b.reshape([-1]).to_kind(Kind::Float))
+        .collect();
     let mut flat = Tensor::cat(&parts, 0);
     collective.all_reduce_sum(replica.rank, &mut flat)?;
     let mut offset = 0;
@@ -522,9 +577,12 @@ fn evaluate(
             let images = batch.images.to_device(device);
             let labels = batch.labels.to_device(device);
             let n = labels.size()[0];
-            let logits = tch::autocast(autocast, || replica.net.forward_t(&images, false)).to_kind(Kind::Float);
+            let logits = tch::autocast(autocast, || replica.net.forward_t(&images, false))
+                .to_kind(Kind::Float);
             let loss = logits.cross_entropy_for_logits(&labels);
-            let _ = loss_sum.shallow_clone().g_add_(&(loss.to_kind(Kind::Double) * n as f64));
+            let _ = loss_sum
+                .shallow_clone()
+                .g_add_(&(loss.to_kind(Kind::Double) * n as f64));
             let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let _ = correct.shallow_clone().g_add_(&hits);
             seen += n as u64;
@@ -532,7 +590,11 @@ fn evaluate(
         Ok(())
     })?;
     let mut totals = Tensor::stack(
-        &[loss_sum.to_device(Device::Cpu), correct.to_device(Device::Cpu).to_kind(Kind::Double), Tensor::from(seen as f64)],
+        &[
+            loss_sum.to_device(Device::Cpu),
+            correct.to_device(Device::Cpu).to_kind(Kind::Double),
+            Tensor::from(seen as f64),
+        ],
         0,
     );
     collective.all_reduce_sum(replica.rank, &mut totals)?;

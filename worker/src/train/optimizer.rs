@@ -153,14 +153,22 @@ mod tests {
     #[test]
     fn momentum_matches_torch_sgd() {
         let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
-        let mut opt = Optimizer::new(OptimizerKind::Momentum, 0.9, 0.01, vec![("p".into(), p.shallow_clone())]);
+        let mut opt = Optimizer::new(
+            OptimizerKind::Momentum,
+            0.9,
+            0.01,
+            vec![("p".into(), p.shallow_clone())],
+        );
         for _ in 0..3 {
             opt.zero_grad();
             (&p * &p).sum(tch::Kind::Float).backward();
             opt.step(0.1);
         }
         let v = Vec::<f32>::try_from(&p).unwrap();
-        assert!((v[0] - 0.058_194_22).abs() < 1e-6 && (v[1] + 0.116_388_44).abs() < 1e-6, "{v:?}");
+        assert!(
+            (v[0] - 0.058_194_22).abs() < 1e-6 && (v[1] + 0.116_388_44).abs() < 1e-6,
+            "{v:?}"
+        );
     }
 
     /// ```python
@@ -173,20 +181,33 @@ mod tests {
     #[test]
     fn adam_matches_torch() {
         let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
-        let mut opt = Optimizer::new(OptimizerKind::Adam, 0.9, 0.0, vec![("p".into(), p.shallow_clone())]);
+        let mut opt = Optimizer::new(
+            OptimizerKind::Adam,
+            0.9,
+            0.0,
+            vec![("p".into(), p.shallow_clone())],
+        );
         for _ in 0..3 {
             opt.zero_grad();
             (&p * &p).sum(tch::Kind::Float).backward();
             opt.step(0.1);
         }
         let v = Vec::<f32>::try_from(&p).unwrap();
-        assert!((v[0] - 0.701_586_3).abs() < 1e-5 && (v[1] + 1.700_623_4).abs() < 1e-5, "{v:?}");
+        assert!(
+            (v[0] - 0.701_586_3).abs() < 1e-5 && (v[1] + 1.700_623_4).abs() < 1e-5,
+            "{v:?}"
+        );
     }
 
     #[test]
     fn state_round_trips() {
         let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
-        let mut a = Optimizer::new(OptimizerKind::Adam, 0.9, 0.0, vec![("p".into(), p.shallow_clone())]);
+        let mut a = Optimizer::new(
+            OptimizerKind::Adam,
+            0.9,
+            0.0,
+            vec![("p".into(), p.shallow_clone())],
+        );
         a.zero_grad();
         (&p * &p).sum(tch::Kind::Float).backward();
         a.step(0.1);
@@ -194,6 +215,9 @@ mod tests {
         let mut b = Optimizer::new(OptimizerKind::Adam, 0.9, 0.0, vec![("p".into(), q)]);
         b.load_state(&a.state()).unwrap();
         assert_eq!(b.steps, 1);
-        assert_eq!(Vec::<f32>::try_from(&b.slots[1][0]).unwrap(), Vec::<f32>::try_from(&a.slots[1][0]).unwrap());
+        assert_eq!(
+            Vec::<f32>::try_from(&b.slots[1][0]).unwrap(),
+            Vec::<f32>::try_from(&a.slots[1][0]).unwrap()
+        );
     }
 }
