@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# End-to-end test of the Docker deployment (deploy/README.md, "Test"):
+#   1. builds both images (deploy/build-images.sh) from host-built binaries;
+#   2. starts the CPU stack (docker-compose.yml + docker-compose.cpu.yml) under its own
+#      project name, on a random local port, with short leases;
+#   3. submits deploy/test-grid.toml from the host with `ablate submit --coordinator`;
+#   4. `docker kill`s a worker in the middle of a run: that run must finish on the other;
+#   5. `docker network disconnect`s a worker in the middle of a run: its lease must expire
+#      (the run is re-queued, attempt + 1) and, once it is reconnected, its late reports
+#      must be refused;
+#   6. checks that the report has every run of the grid exactly once, all completed.
+# Removes its containers, network and volume whatever happens. Prints a SKIP line and
+# exits 0 when there is no Docker engine or no Compose.
+#
+# Environment: ABLATE_BIN_DIR (use DIR/ablate and DIR/ablate-worker instead of building
+# the debug binaries), BASE_IMAGE (see build-images.sh), ABLATE_TEST_KEEP=1 (leave the
+# stack up for inspection).
+set -euo pipefail
+
+DEPLOY="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(dirname "$DEPLOY")"
+START=$(date +%s)
+LIMIT_S=$((20 * 60))
+
+log() { printf '[test-compose %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+skip() { echo "SKIP deploy/test-compose.sh: $*"; exit 0; }
+
+command -v docker >/dev/null 2>&1 || skip "no docker CLI on this machine"
+timeout 20 docker info >/dev/null 2>&1 || skip "no Docker engine answers (docker info failed)"
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  COMPOSE=(docker-compose)
+else
+  skip "neither 'docker compose' nor 'docker-compose' is installed"
+fi
+command -v python3 >/dev/null 2>&1 || fail "python3 is needed to read JSON"
+[ -f "${ABLATE_DATASETS:-/usr/share/datasets}/fashion-mnist/train-images-idx3-ubyte.gz" ] ||
+  fail "no Fashion-MNIST under ${ABLATE_DATASETS:-/usr/share/datasets} (deploy/setup.sh installs dataset-fashion-mnist)"
+
+# --- images ---------------------------------------------------------------------------
+TAG=compose-test
+if [ -n "${ABLATE_BIN_DIR:-}" ]; then
+  "$DEPLOY/build-images.sh" --bin-dir "$ABLATE_BIN_DIR" --tag "$TAG"
+  BIN_DIR="$ABLATE_BIN_DIR"
+else
+  "$DEPLOY/build-images.sh" --profile dev --tag "$TAG"
+  # shellcheck source=/dev/null
+  source "$DEPLOY/env.sh"
+  BIN_DIR="$CARGO_TARGET_DIR/debug"
+fi
+ABLATE="$BIN_DIR/ablate"
+[ -x "$ABLATE" ] || fail "no host CLI at $ABLATE"
+# The coordinator image must not carry libtorch (nor anything else than its binary and
+# the glibc files it loads).
+probe="$(docker create "ablate-coordinator:$TAG")"
+coordinator_files="$(docker export "$probe" | tar -t)"
+docker rm -v "$probe" >/dev/null   # -v: and its anonymous /data volume
+! grep -qi torch <<<"$coordinator_files" || fail "the coordinator image contains libtorch"
+log "images built: $(docker image inspect -f '{{.Size}}' "ablate-coordinator:$TAG" | awk '{printf "coordinator %.0f MB", $1/1e6}'), $(docker image inspect -f '{{.Size}}' "ablate-worker:$TAG" | awk '{printf "worker %.2f GB", $1/1e9}'); no libtorch in the coordinator"
+
+# --- the stack ------------------------------------------------------------------------
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/ablate-compose-test.XXXXXX")"
+export COMPOSE_PROJECT_NAME="ablatetest$$"
+export ABLATE_TAG="$TAG"
+export ABLATE_ENV_FILE="$TMP/ablate.env"
+export ABLATE_PUBLISH="127.0.0.1:0"          # a free port, read back with `compose port`
+export ABLATE_DATASETS="${ABLATE_DATASETS:-/usr/share/datasets}"
+export RUST_LOG="${RUST_LOG:-info}"
+TOKEN="test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+echo "ABLATE_TOKEN=$TOKEN" >"$ABLATE_ENV_FILE"
+# Short leases, so that a vanished worker loses its run within seconds.
+cat >"$TMP/compose.test.yml" <<'EOF'
+services:
+  coordinator:
+    command: ["serve", "--listen", "0.0.0.0:50051", "--data-dir", "/data", "--lease-ttl", "6s"]
+EOF
+FILES=(-f "$DEPLOY/docker-compose.yml" -f "$DEPLOY/docker-compose.cpu.yml" -f "$TMP/compose.test.yml")
+compose() { "${COMPOSE[@]}" "${FILES[@]}" "$@"; }
+
+cleanup() {
+  rc=$?
+  trap - EXIT INT TERM
+  if [ "$rc" -ne 0 ]; then
+    log "logs of the stack (last 40 lines each):"
+    for svc in coordinator cpu-worker-1 cpu-worker-2; do
+      echo "----- $svc"
+      compose logs --no-color --tail 40 "$svc" 2>&1 || true
+    done
+  fi
+  if [ "${ABLATE_TEST_KEEP:-0}" = 1 ]; then
+    log "ABLATE_TEST_KEEP=1: left up; remove with: COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME ABLATE_ENV_FILE=$ABLATE_ENV_FILE ${COMPOSE[*]} ${FILES[*]} down -v"
+  else
+    compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+    rm -rf "$TMP"
+    left="$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")"
+    [ -z "$left" ] || docker rm -f $left >/dev/null 2>&1 || true
+  fi
+  [ "$rc" -eq 0 ] && log "PASS ($(($(date +%s) - START)) s)" || log "FAILED (exit $rc)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "starting the CPU stack (project $COMPOSE_PROJECT_NAME)"
+compose up -d 2>&1 | sed 's/^/  /'
+
+container() { compose ps -q "$1"; }
+COORD="$(container coordinator)"
+W1="$(container cpu-worker-1)"
+W2="$(container cpu-worker-2)"
+[ -n "$COORD" ] && [ -n "$W1" ] && [ -n "$W2" ] || fail "the stack did not start"
+NETWORK="$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$W1")"
+
+# wait_for SECONDS DESCRIPTION COMMAND…: polls COMMAND every second until it succeeds.
+wait_for() {
+  local limit=$1 what=$2 t0
+  shift 2
+  t0=$(date +%s)
+  until "$@"; do
+    [ $(($(date +%s) - t0)) -lt "$limit" ] || fail "timed out after ${limit}s waiting for $what"
+    [ $(($(date +%s) - START)) -lt "$LIMIT_S" ] || fail "over the test's 20-minute limit"
+    sleep 1
+  done
+}
+
+healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$COORD")" = healthy ]; }
+wait_for 90 "the coordinator's healthcheck" healthy
+HOSTPORT="$(compose port coordinator 50051 | tail -1)"
+URL="http://$HOSTPORT"
+export ABLATE_TOKEN="$TOKEN"
+log "coordinator healthy at $URL"
+
+# --- submit ---------------------------------------------------------------------------
+"$ABLATE" submit "$DEPLOY/test-grid.toml" --coordinator "$URL" | tee "$TMP/submit.out"
+EXP="compose-test"
+RUNS=$(python3 - "$DEPLOY/test-grid.toml" <<'EOF'
+import math, sys, tomllib
+grid = tomllib.load(open(sys.argv[1], "rb")).get("grid", {})
+print(math.prod(len(v) for v in grid.values()))
+EOF
+)
+log "submitted $EXP: $RUNS runs"
+
+# status: the experiment's runs, one JSON object a line, read from `ablate status EXP`'s
+# table (left-aligned columns: each starts where its header does):
+#   {"id", "name", "state", "attempt", "worker", "epoch", "epochs", "step", "epoch_done"}
+# where epoch/epochs/step come from EPOCH ("2/3 15/188" while running) and epoch_done says
+# whether an epoch has finished (BEST ACC is not "-").
+status() {
+  "$ABLATE" status "$EXP" --coordinator "$URL" >"$TMP/status.txt" 2>"$TMP/status.err" || return 1
+  python3 - "$TMP/status.txt" <<'EOF'
+import json, re, sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+head = next(i for i, l in enumerate(lines) if l.startswith("RUN "))
+cols = ["RUN", "NAME", "STATE", "ATTEMPT", "EPOCH", "LOSS", "BEST ACC", "TIME", "WORKER", "ERROR"]
+starts = [lines[head].index(c) for c in cols]
+for line in lines[head + 1:]:
+    cell = dict(zip(cols, (line[a:b].strip() for a, b in zip(starts, starts[1:] + [None]))))
+    m = re.match(r"(\d+)/(\d+)(?: (\d+)/\d+)?", cell["EPOCH"])
+    print(json.dumps({
+        "id": cell["RUN"], "name": cell["NAME"], "state": cell["STATE"],
+        "attempt": int(cell["ATTEMPT"] or 0), "worker": cell["WORKER"],
+        "epoch": int(m.group(1)) if m else 0,
+        "epochs": int(m.group(2)) if m else 0,
+        "step": int(m.group(3)) if m and m.group(3) else 0,
+        "epoch_done": cell["BEST ACC"] not in ("", "-"),
+    }))
+EOF
+}
+# run_on WORKER NEED: prints "RUN ATTEMPT" of a run that the worker named WORKER (its
+# coordinator id is w-WORKER-<8 hex>) is training, past its first step (NEED=step) or
+# past its first epoch, so with a checkpoint on the coordinator (NEED=epoch), and with at
+# least one whole epoch left.
+run_on() {
+  status | python3 -c '
+import json, re, sys
+worker, need = sys.argv[1], sys.argv[2]
+for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
+    r = json.loads(line)
+    if r["state"] != "running" or not re.fullmatch(re.escape("w-" + worker) + "-[0-9a-f]{8}", r["worker"]):
+        continue
+    if r["epoch"] >= r["epochs"]:
+        continue  # in its last epoch: it could finish before we act
+    if (need == "epoch" and r["epoch_done"]) or (need == "step" and r["step"] > 0):
+        print(r["id"], r["attempt"]); break' "$1" "$2"
+}
+# run_field RUN FIELD
+run_field() {
+  status | python3 -c '
+import json, sys
+for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
+    r = json.loads(line)
+    if r["id"] == sys.argv[1]: print(r[sys.argv[2]]); break' "$1" "$2"
+}
+running() { [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ]; }
+# logs CONTAINER: its log without ANSI colours.
+logs() { docker logs "$1" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'; }
+
+# --- 4: kill a worker mid-run ---------------------------------------------------------
+KILLED_RUN=""
+busy_w1() { read -r KILLED_RUN KILLED_ATTEMPT < <(run_on cpu-worker-1 epoch) && [ -n "$KILLED_RUN" ]; }
+wait_for 600 "cpu-worker-1 to finish an epoch of a run" busy_w1
+log "docker kill cpu-worker-1 while it trains run $KILLED_RUN (attempt $KILLED_ATTEMPT, an epoch done)"
+docker kill "$W1" >/dev/null
+# Its lease expires; cpu-worker-2, the only worker left, takes the run over from its
+# checkpoint and completes it.
+finished() { [ "$(run_field "$1" state)" = finished ]; }
+wait_for 600 "run $KILLED_RUN to finish" finished "$KILLED_RUN"
+! running "$W1" || fail "cpu-worker-1 came back by itself"
+logs "$W2" | grep 'run completed' | grep -q "$KILLED_RUN" ||
+  fail "cpu-worker-2's log does not show run $KILLED_RUN completed"
+log "run $KILLED_RUN finished on cpu-worker-2 (attempt $(run_field "$KILLED_RUN" attempt))"
+
+# --- 5: cut a worker off the network mid-run ------------------------------------------
+docker start "$W1" >/dev/null           # two workers again: the cut-off run can move over
+CUT_RUN=""
+busy_w2() { read -r CUT_RUN CUT_ATTEMPT < <(run_on cpu-worker-2 step) && [ -n "$CUT_RUN" ]; }
+wait_for 300 "cpu-worker-2 to be training a run" busy_w2
+log "docker network disconnect cpu-worker-2 while it trains run $CUT_RUN (attempt $CUT_ATTEMPT)"
+docker network disconnect "$NETWORK" "$W2"
+# The lease expires: the run is queued again, or already running elsewhere (attempt + 1).
+expired() {
+  local state attempt
+  state="$(run_field "$CUT_RUN" state)"
+  attempt="$(run_field "$CUT_RUN" attempt)"
+  [ "$state" = queued ] || [ "${attempt:-0}" -gt "$CUT_ATTEMPT" ]
+}
+wait_for 60 "the lease of run $CUT_RUN to expire" expired
+logs "$COORD" | grep -q "lease expired: worker cpu-worker-2" ||
+  fail "the coordinator's log does not show cpu-worker-2's lease expiring"
+log "lease expired: run $CUT_RUN is $(run_field "$CUT_RUN" state) at attempt $(run_field "$CUT_RUN" attempt); reconnecting cpu-worker-2"
+docker network connect "$NETWORK" "$W2"
+refused() { logs "$W2" | grep -E 'fenced off|completion refused' | grep -q "$CUT_RUN"; }
+wait_for 180 "cpu-worker-2's late reports on run $CUT_RUN to be refused" refused
+log "cpu-worker-2's late report was refused: $(logs "$W2" | grep -E 'fenced off|completion refused' | grep "$CUT_RUN" | tail -1)"
+
+# --- 6: the report --------------------------------------------------------------------
+all_done() {
+  status | python3 -c '
+import json, sys
+runs = [json.loads(l) for l in sys.stdin]
+sys.exit(0 if runs and all(r["state"] in ("finished", "failed", "cancelled") for r in runs) else 1)'
+}
+wait_for 900 "every run to finish" all_done
+"$ABLATE" report "$EXP" --format json --coordinator "$URL" >"$TMP/report.json"
+python3 - "$TMP/report.json" "$RUNS" "$KILLED_RUN" "$CUT_RUN" <<'EOF' || fail "the report is wrong"
+import json, sys
+report = json.load(open(sys.argv[1]))
+expected, killed, cut = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+runs = report["runs"]
+ids = [r["id"] for r in runs]
+names = [r["name"] for r in runs]
+problems = []
+if len(runs) != expected:
+    problems.append(f"{len(runs)} runs in the report, the grid has {expected}")
+if len(set(ids)) != len(ids) or len(set(names)) != len(names):
+    problems.append(f"a run appears twice: {names}")
+for r in runs:
+    if r["state"] != "finished":
+        problems.append(f"run {r['name']} is {r['state']}")
+by_id = {r["id"]: r for r in runs}
+for rid, what in ((killed, "killed"), (cut, "cut off")):
+    if rid not in by_id:
+        problems.append(f"the {what} run {rid} is missing")
+    elif by_id[rid]["attempts"] < 2:
+        problems.append(f"the {what} run {rid} shows {by_id[rid]['attempts']} attempt(s)")
+for r in runs:
+    print(f"  {r['name']:<24} {r['state']:<10} attempts={r['attempts']}")
+if problems:
+    print("\n".join("  problem: " + p for p in problems))
+    sys.exit(1)
+EOF
+log "report: $RUNS runs, each once, all completed"
+docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "ablate-(coordinator|worker):$TAG" || true
