@@ -37,6 +37,13 @@ else
   log "torch $TORCH_VERSION already in $VENV"
 fi
 
+# cudarc dlopens `libnccl.so`; the wheel ships only `libnccl.so.2` (the worker's RUNPATH
+# includes this directory).
+NCCL_DIR=$(ls -d "$VENV"/lib/python3*/site-packages/nvidia/nccl/lib 2>/dev/null | head -1 || true)
+if [ -n "$NCCL_DIR" ] && [ -e "$NCCL_DIR/libnccl.so.2" ] && [ ! -e "$NCCL_DIR/libnccl.so" ]; then
+  ln -s libnccl.so.2 "$NCCL_DIR/libnccl.so"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo not found: install Rust (https://rustup.rs) and run again"; exit 1
 fi
