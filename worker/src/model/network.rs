@@ -13,6 +13,8 @@ pub(super) enum Node {
     BatchNorm(nn::BatchNorm),
     /// Element-wise.
     Act(Activation),
+    /// Leaky ReLU with slope ≤ 1 as PReLU with a fixed (untrained) one-element weight.
+    LeakyRelu { slope: Tensor },
     /// `[N, C, H, W]` → `[N, C, H', W']`, floor rounding.
     Pool {
         kind: PoolKind,
@@ -93,6 +95,7 @@ impl Node {
             Node::Conv(conv) => conv.forward(xs),
             Node::BatchNorm(bn) => bn.forward_t(xs, train),
             Node::Act(act) => activate(xs, *act),
+            Node::LeakyRelu { slope } => xs.prelu(slope),
             Node::Pool {
                 kind,
                 kernel,
