@@ -374,6 +374,39 @@ fn single_node_run_writes_the_report() {
     assert_complete(&json, 2, 2);
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(md.contains("lenet"), "{md}");
+    // Every format from the same store: one CSV row a run, one inline SVG chart a metric
+    // with one polyline point an epoch, TensorBoard event files a run.
+    let csv = std::fs::read_to_string(report_dir.join("report.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header and one row a run:\n{csv}");
+    let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    assert!(html.matches("<svg").count() >= 4, "one chart a metric");
+    assert!(!html.contains("<script"), "the HTML needs no JavaScript");
+    let polyline = html.split("<polyline").nth(1).expect("a polyline");
+    let points = polyline
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(
+        points.split_whitespace().count(),
+        2,
+        "one point an epoch: {points}"
+    );
+    let experiments: Vec<_> = std::fs::read_dir(data_dir.join("tensorboard"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(experiments.len(), 1);
+    let tensorboard = experiments[0].path();
+    let runs = std::fs::read_dir(&tensorboard).unwrap().count();
+    assert_eq!(
+        runs,
+        2,
+        "an event directory a run under {}",
+        tensorboard.display()
+    );
     assert!(
         stdout(&out).contains("report.json"),
         "the paths are printed: {}",

@@ -165,7 +165,7 @@ impl Collective for NcclCollective {
         };
         check(result, "ncclAllReduce")?;
         self.wait(rank)?;
-        if on_host || !work.is_same(tensor) {
+        if on_host || work.data_ptr() != tensor.data_ptr() {
             tensor.copy_(&work);
         }
         Ok(())
