@@ -6,7 +6,7 @@ use super::charts::{chart_svg, hex, run_color, Metric};
 use super::effects::signed;
 use super::view::{
     duration, factor_pairs, fixed, mean_std, params, percent, percent_mean_std, throughput,
-    ReportView,
+    ReportView, RUN_COLUMNS,
 };
 
 /// Escapes text for HTML element content and attribute values.
@@ -188,21 +188,7 @@ fn runs_table(view: &ReportView<'_>, h: &mut String) {
          points (red above 10: overfitting).</p>\n",
     );
     h.push_str("<div class=\"scroll\"><table id=\"runs\">\n<thead><tr>");
-    for (label, num) in [
-        ("#", true),
-        ("run", false),
-        ("model", false),
-        ("factors", false),
-        ("params", true),
-        ("best eval acc", true),
-        ("epoch", true),
-        ("final eval loss", true),
-        ("train acc (gap)", true),
-        ("wall time", true),
-        ("images/s", true),
-        ("attempts", true),
-        ("state", false),
-    ] {
+    for (label, num) in RUN_COLUMNS {
         h.push_str(&th(label, num));
     }
     h.push_str("</tr></thead>\n<tbody>\n");

@@ -5,7 +5,7 @@
 use super::effects::signed;
 use super::view::{
     duration, factors_text, fixed, mean_std, params, percent, percent_mean_std, throughput,
-    ReportView,
+    ReportView, RUN_COLUMNS,
 };
 
 /// Escapes what would break a table cell (pipes, line breaks).
@@ -88,25 +88,7 @@ pub fn render(view: &ReportView<'_>) -> String {
             ]
         })
         .collect();
-    table(
-        &mut out,
-        &[
-            ("#", true),
-            ("run", false),
-            ("model", false),
-            ("factors", false),
-            ("params", true),
-            ("best eval acc", true),
-            ("epoch", true),
-            ("final eval loss", true),
-            ("train acc (gap)", true),
-            ("wall time", true),
-            ("images/s", true),
-            ("attempts", true),
-            ("state", false),
-        ],
-        &rows,
-    );
+    table(&mut out, &RUN_COLUMNS, &rows);
     let failed: Vec<String> = data
         .runs
         .iter()

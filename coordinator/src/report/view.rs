@@ -267,6 +267,23 @@ pub fn mean_std(m: Option<super::summary::MeanStd>, decimals: usize) -> String {
     }
 }
 
+/// Columns of the runs table (label, right-aligned), shared by the Markdown and HTML reports.
+pub(super) const RUN_COLUMNS: [(&str, bool); 13] = [
+    ("#", true),
+    ("run", false),
+    ("model", false),
+    ("factors", false),
+    ("params", true),
+    ("best eval acc", true),
+    ("epoch", true),
+    ("final eval loss", true),
+    ("train acc (gap)", true),
+    ("wall time", true),
+    ("images/s", true),
+    ("attempts", true),
+    ("state", false),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
