@@ -41,21 +41,26 @@ pub(super) fn alexnet(classes: usize, drop: DropoutImpl) -> Vec<Layer> {
         conv_act(384, 3, 1, 1, RELU).to_vec(),
         conv_act(256, 3, 1, 1, RELU).to_vec(),
         // [256, 6, 6] at 224.
-        vec![
-            max_pool(3, 2, 0),
-            Layer::Flatten,
-            Layer::Linear { out: 4096 },
-            Layer::Act(RELU),
-            dropout(0.5, drop),
-            Layer::Linear { out: 4096 },
-            Layer::Act(RELU),
-            dropout(0.5, drop),
-            Layer::Linear { out: classes },
-            // Seed quirk: the last Linear has `act='relu'`, so logits are never negative.
-            Layer::Act(RELU),
-        ],
+        vec![max_pool(3, 2, 0)],
+        fc4096_head(classes, drop),
+        // Seed quirk: the last Linear has `act='relu'`, so logits are never negative.
+        vec![Layer::Act(RELU)],
     ]
     .concat()
+}
+
+/// AlexNet's and VGG's classifier: flatten → (fc 4096, relu, dropout 0.5) × 2 → fc C.
+fn fc4096_head(classes: usize, drop: DropoutImpl) -> Vec<Layer> {
+    vec![
+        Layer::Flatten,
+        Layer::Linear { out: 4096 },
+        Layer::Act(RELU),
+        dropout(0.5, drop),
+        Layer::Linear { out: 4096 },
+        Layer::Act(RELU),
+        dropout(0.5, drop),
+        Layer::Linear { out: classes },
+    ]
 }
 
 /// VGG-13/16/19 (`depth`); with `seed_bn`, the seed's VGG_BN (VGG-13 only in the catalogue).
@@ -83,16 +88,7 @@ pub(super) fn vgg(depth: usize, seed_bn: bool, classes: usize, drop: DropoutImpl
         layers.push(max_pool(2, 2, 0));
     }
     // [512, 7, 7] at 224.
-    layers.extend([
-        Layer::Flatten,
-        Layer::Linear { out: 4096 },
-        Layer::Act(RELU),
-        dropout(0.5, drop),
-        Layer::Linear { out: 4096 },
-        Layer::Act(RELU),
-        dropout(0.5, drop),
-        Layer::Linear { out: classes },
-    ]);
+    layers.extend(fc4096_head(classes, drop));
     layers
 }
 
