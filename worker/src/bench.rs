@@ -6,10 +6,11 @@ use std::time::Instant;
 use ablate_common::arch::Architecture;
 use ablate_common::spec::OptimizerKind;
 use serde::Serialize;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use crate::train::optimizer::Optimizer;
+use crate::train::step::forward_backward;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ pub struct BenchResult {
     pub images_per_sec: f64,
 }
 
-/// Runs forward, backward and a momentum step `warmup + steps` times on one random batch.
+/// Runs the engine's training step (forward, backward, momentum update) `warmup + steps` times on one random batch.
 pub fn run(config: &BenchConfig) -> BenchResult {
     tch::set_num_threads(config.threads.max(1) as i32);
     tch::manual_seed(0);
@@ -71,13 +72,11 @@ pub fn run(config: &BenchConfig) -> BenchResult {
         [config.batch as i64],
         (Kind::Int64, device),
     );
+    // The engine's own step: the same forward/backward and optimizer update a run makes.
     let mut step = || {
-        let loss = net
-            .forward_t(&images, true)
-            .cross_entropy_for_logits(&labels);
-        opt.zero_grad();
-        loss.backward();
-        opt.step(0.001);
+        let out = forward_backward(&net, opt.tensors(), &images, &labels, false)
+            .expect("a training step on random data");
+        opt.step(0.001, &out.grads);
     };
     for _ in 0..config.warmup {
         step();

@@ -19,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointError};
 use super::optimizer::Optimizer;
+use super::step::{forward_backward, StepOutput};
 use crate::collective::{Collective, CollectiveError, CpuCollective};
 use crate::data::{BatchOptions, DataSource, Split};
 use crate::model::Network;
@@ -447,21 +448,26 @@ fn train_epoch(
         let images = batch.images.to_device(device);
         let labels = batch.labels.to_device(device);
         let n = labels.size()[0];
-        let logits = tch::autocast(autocast, || replica.net.forward_t(&images, true));
-        let loss = logits
-            .to_kind(Kind::Float)
-            .cross_entropy_for_logits(&labels);
-        replica.opt.zero_grad();
-        loss.backward();
+        let StepOutput {
+            logits,
+            loss,
+            mut grads,
+        } = forward_backward(
+            &replica.net,
+            replica.opt.tensors(),
+            &images,
+            &labels,
+            autocast,
+        )?;
         let stop = opts.stop.load(Ordering::Relaxed);
         if world > 1 {
-            if reduce_gradients(replica, collective, n, stop)? {
+            if reduce_gradients(replica.rank, &mut grads, collective, n, stop)? {
                 return Ok(None);
             }
         } else if stop {
             return Ok(None);
         }
-        replica.opt.step(lr);
+        replica.opt.step(lr, &grads);
         tch::no_grad(|| {
             let _ = loss_sum
                 .shallow_clone()
@@ -499,37 +505,38 @@ fn train_epoch(
 /// replica holds the gradient of the global batch's mean loss. Returns whether any replica
 /// asked to stop (carried in the same message, so all replicas stop at the same step).
 fn reduce_gradients(
-    replica: &mut Replica,
+    rank: usize,
+    grads: &mut [Tensor],
     collective: &dyn Collective,
     local_batch: i64,
     stop: bool,
 ) -> Result<bool, TrainError> {
-    let grads: Vec<Tensor> = replica.opt.params().iter().map(|(_, p)| p.grad()).collect();
-    let mut parts: Vec<Tensor> = grads
-        .iter()
-        .map(|g| g.reshape([-1]) * local_batch as f64)
-        .collect();
-    let device = replica.device;
-    parts.push(
-        Tensor::from_slice(&[local_batch as f32, if stop { 1.0 } else { 0.0 }]).to_device(device),
-    );
+    let Some(device) = grads.first().map(Tensor::device) else {
+        return Ok(false);
+    };
+    let mut parts: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1])).collect();
+    parts.push(Tensor::from_slice(&[1.0f32, if stop { 1.0 } else { 0.0 }]).to_device(device));
     let mut flat = Tensor::cat(&parts, 0);
-    collective.all_reduce_sum(replica.rank, &mut flat)?;
     let total = flat.size()[0];
+    // Weighting by the slice size after the copy: one pass, and the `1.0` slot becomes n_r.
+    let _ = flat
+        .narrow(0, 0, total - 1)
+        .g_mul_scalar_(local_batch as f64);
+    collective.all_reduce_sum(rank, &mut flat)?;
     let tail = Vec::<f32>::try_from(&flat.narrow(0, total - 2, 2))?;
     if tail[1] > 0.0 {
         return Ok(true);
     }
-    let global_batch = tail[0] as f64;
+    let _ = flat
+        .narrow(0, 0, total - 2)
+        .g_div_scalar_(f64::from(tail[0]));
+    // The gradients become views of the reduced buffer: no copy back.
     let mut offset = 0;
-    tch::no_grad(|| {
-        for g in grads.iter() {
-            let numel = g.numel() as i64;
-            let mut g = g.shallow_clone();
-            g.copy_(&(flat.narrow(0, offset, numel).view_as(&g) / global_batch));
-            offset += numel;
-        }
-    });
+    for g in grads.iter_mut() {
+        let numel = g.numel() as i64;
+        *g = flat.narrow(0, offset, numel).view_as(g);
+        offset += numel;
+    }
     Ok(false)
 }
 

@@ -3,5 +3,6 @@
 pub mod checkpoint;
 mod engine;
 pub mod optimizer;
+pub mod step;
 
 pub use engine::{train, Observer, Outcome, Silent, TrainError, TrainOptions};

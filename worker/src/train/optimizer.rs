@@ -19,6 +19,8 @@ pub struct Optimizer {
     momentum: f64,
     weight_decay: f64,
     params: Vec<(String, Tensor)>,
+    /// The same tensors without names, as autograd takes them.
+    tensors: Vec<Tensor>,
     /// Momentum: one velocity per parameter. Adam: first then second moments.
     slots: Vec<Vec<Tensor>>,
     steps: u64,
@@ -40,11 +42,13 @@ impl Optimizer {
         let slots = (0..slot_count)
             .map(|_| params.iter().map(|(_, p)| p.zeros_like()).collect())
             .collect();
+        let tensors = params.iter().map(|(_, p)| p.shallow_clone()).collect();
         Optimizer {
             kind,
             momentum,
             weight_decay,
             params,
+            tensors,
             slots,
             steps: 0,
         }
@@ -55,33 +59,40 @@ impl Optimizer {
         &self.params
     }
 
-    /// Sets every parameter's gradient to zero.
-    pub fn zero_grad(&mut self) {
-        for (_, p) in self.params.iter_mut() {
-            p.zero_grad();
-        }
+    /// The parameter tensors, in the optimizer's order: the order [`Optimizer::step`] takes
+    /// gradients in.
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
     }
 
-    /// One update with learning rate `lr` from the parameters' current gradients.
-    pub fn step(&mut self, lr: f64) {
+    /// One update with learning rate `lr`; `grads[i]` is the gradient of `tensors()[i]`.
+    ///
+    /// The gradients are the caller's, so weight decay is added into them in place.
+    pub fn step(&mut self, lr: f64, grads: &[Tensor]) {
+        assert_eq!(
+            grads.len(),
+            self.tensors.len(),
+            "one gradient per parameter"
+        );
         self.steps += 1;
-        // A 0-dim CPU scalar broadcasts on any device: `p += v·(−lr)` in one fused pass.
+        // 0-dim CPU scalars broadcast on any device and let `addcmul` fuse a scaled add into
+        // one pass: `out = a + b·s`.
         let neg_lr = Tensor::from(-lr as f32);
+        let momentum = Tensor::from(self.momentum as f32);
+        let weight_decay = Tensor::from(self.weight_decay as f32);
         tch::no_grad(|| {
-            for (i, (_, p)) in self.params.iter().enumerate() {
-                let mut g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
+            for (i, (p, g)) in self.tensors.iter().zip(grads).enumerate() {
+                let mut p = p.shallow_clone();
+                let mut g = g.shallow_clone();
                 if self.weight_decay != 0.0 {
-                    g = &g + p * self.weight_decay;
+                    let _ = g.addcmul_(&p, &weight_decay);
                 }
                 match self.kind {
                     OptimizerKind::Momentum => {
-                        let v = &mut self.slots[0][i];
-                        let _ = v.g_mul_scalar_(self.momentum);
-                        let _ = v.g_add_(&g);
-                        let mut p = p.shallow_clone();
+                        // v = g + μ·v, then p += −lr·v: two passes where mul_, add_ and a
+                        // scaled add take three.
+                        let v = &self.slots[0][i];
+                        let _ = g.addcmul_out(v, v, &momentum);
                         let _ = p.addcmul_(v, &neg_lr);
                     }
                     OptimizerKind::Adam => {
@@ -95,7 +106,6 @@ impl Optimizer {
                         let _ = v.g_add_(&(&g * &g * (1.0 - ADAM_BETA2)));
                         let step = lr / (1.0 - ADAM_BETA1.powf(t));
                         let denom = (&*v / (1.0 - ADAM_BETA2.powf(t))).sqrt() + ADAM_EPS;
-                        let mut p = p.shallow_clone();
                         let _ = p.g_sub_(&(&*m / denom * step));
                     }
                 }
@@ -160,9 +170,9 @@ mod tests {
             vec![("p".into(), p.shallow_clone())],
         );
         for _ in 0..3 {
-            opt.zero_grad();
-            (&p * &p).sum(tch::Kind::Float).backward();
-            opt.step(0.1);
+            let grads =
+                Tensor::run_backward(&[(&p * &p).sum(tch::Kind::Float)], &[&p], false, false);
+            opt.step(0.1, &grads);
         }
         let v = Vec::<f32>::try_from(&p).unwrap();
         assert!(
@@ -188,9 +198,9 @@ mod tests {
             vec![("p".into(), p.shallow_clone())],
         );
         for _ in 0..3 {
-            opt.zero_grad();
-            (&p * &p).sum(tch::Kind::Float).backward();
-            opt.step(0.1);
+            let grads =
+                Tensor::run_backward(&[(&p * &p).sum(tch::Kind::Float)], &[&p], false, false);
+            opt.step(0.1, &grads);
         }
         let v = Vec::<f32>::try_from(&p).unwrap();
         assert!(
@@ -208,9 +218,8 @@ mod tests {
             0.0,
             vec![("p".into(), p.shallow_clone())],
         );
-        a.zero_grad();
-        (&p * &p).sum(tch::Kind::Float).backward();
-        a.step(0.1);
+        let grads = Tensor::run_backward(&[(&p * &p).sum(tch::Kind::Float)], &[&p], false, false);
+        a.step(0.1, &grads);
         let q = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
         let mut b = Optimizer::new(OptimizerKind::Adam, 0.9, 0.0, vec![("p".into(), q)]);
         b.load_state(&a.state()).unwrap();
