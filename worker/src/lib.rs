@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cli_data;
 pub mod collective;
 pub mod data;
+pub mod memory;
 pub mod model;
 pub mod signals;
 pub mod train;

@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() {
+    ablate_worker::memory::keep_freed_memory();
     ablate_common::telemetry::init("info");
     let cli = Cli::parse();
     let result = match &cli.command {
