@@ -133,7 +133,7 @@ def main():
 
     def step():
         loss = loss_fn(model(images), labels)
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad()
         loss.backward()
         opt.step()
 
