@@ -1,7 +1,7 @@
 //! From a layer tree to tch layers.
 
-use ablate_common::arch::{analyse, Activation, ArchError, Architecture, InitScheme, Layer, Shape};
-use tch::{nn, Tensor};
+use ablate_common::arch::{analyse, ArchError, Architecture, InitScheme, Layer, Shape};
+use tch::nn;
 
 use super::init;
 use super::network::{Network, Node};
@@ -73,11 +73,6 @@ fn node(vs: &nn::Path, layer: &Layer, input: Shape, init: InitScheme) -> Result<
                 Shape::Flat { .. } => nn::batch_norm1d(vs, features, init::batch_norm()),
             })
         }
-        // A constant one-element PReLU weight: one fused kernel forward and backward, where
-        // max(x, s·x) takes three passes (tch's leaky_relu has no slope argument).
-        Layer::Act(Activation::LeakyRelu { slope }) if slope <= 1.0 => Node::LeakyRelu {
-            slope: Tensor::from_slice(&[slope as f32]).to_device(vs.device()),
-        },
         Layer::Act(act) => Node::Act(act),
         Layer::Pool {
             kind,

@@ -4,9 +4,11 @@
 //! - `network`: [`Network`], the module, and its forward pass.
 //! - `builder`: [`build`] and [`try_build`], from a layer tree to tch layers.
 //! - `init`: the Paddle and PyTorch initialisation schemes.
+//! - `leaky_relu`: leaky ReLU with any slope, through ATen (tch cannot pass the slope).
 
 mod builder;
 mod init;
+mod leaky_relu;
 mod network;
 
 pub use builder::{build, try_build};

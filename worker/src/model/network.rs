@@ -4,6 +4,8 @@ use ablate_common::arch::{Activation, DropoutImpl, PoolKind};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
+use super::leaky_relu::{leaky_relu, leaky_relu_};
+
 /// One built layer; containers hold built sub-sequences.
 #[derive(Debug)]
 pub(super) enum Node {
@@ -13,8 +15,6 @@ pub(super) enum Node {
     BatchNorm(nn::BatchNorm),
     /// Element-wise.
     Act(Activation),
-    /// Leaky ReLU with slope ≤ 1 as PReLU with a fixed (untrained) one-element weight.
-    LeakyRelu { slope: Tensor },
     /// `[N, C, H, W]` → `[N, C, H', W']`, floor rounding.
     Pool {
         kind: PoolKind,
@@ -95,7 +95,6 @@ impl Node {
             Node::Conv(conv) => conv.forward(xs),
             Node::BatchNorm(bn) => bn.forward_t(xs, train),
             Node::Act(act) => activate(xs, *act),
-            Node::LeakyRelu { slope } => xs.prelu(slope),
             Node::Pool {
                 kind,
                 kernel,
@@ -166,10 +165,7 @@ fn activate(xs: &Tensor, act: Activation) -> Tensor {
         Activation::Sigmoid => xs.sigmoid(),
         Activation::Tanh => xs.tanh(),
         Activation::Relu => xs.relu(),
-        // tch's `leaky_relu` has PyTorch's fixed 0.01 slope; max(x, s·x) is leaky relu for
-        // s ≤ 1 and min(x, s·x) for s > 1.
-        Activation::LeakyRelu { slope } if slope <= 1.0 => xs.maximum(&(xs * slope)),
-        Activation::LeakyRelu { slope } => xs.minimum(&(xs * slope)),
+        Activation::LeakyRelu { slope } => leaky_relu(xs, slope),
     }
 }
 
@@ -185,6 +181,8 @@ fn activate_in_place(xs: &mut Tensor, act: Activation) -> bool {
         Activation::Relu => {
             let _ = xs.relu_();
         }
+        // Backward from the output needs the output's sign to be the input's.
+        Activation::LeakyRelu { slope } if slope >= 0.0 => leaky_relu_(xs, slope),
         Activation::LeakyRelu { .. } => return false,
     }
     true
