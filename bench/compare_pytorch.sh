@@ -7,7 +7,7 @@
 # images/s of each side, the ratio of the medians, and the spread of the per-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=2; DEVICE=cpu; STEPS=20; BATCH=32; ROUNDS=3
+THREADS=2; DEVICE=cpu; STEPS=20; BATCH=32; ROUNDS=5
 ROWS="cnn_alltricks:32 cnn_alltricks:64 cnn_baseline:64 alexnet:224 lenet:224 googlenet:64 resnet18:64"
 while [ $# -gt 0 ]; do
   case "$1" in

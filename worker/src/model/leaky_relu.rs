@@ -40,3 +40,44 @@ fn call(xs: &Tensor, slope: f64, in_place: bool) -> Tensor {
         Tensor::from_ptr(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// Values and gradients equal `x > 0 ? x : s·x` and `x > 0 ? 1 : s`, for the seed's slope,
+    /// a slope above 1, and the in-place form.
+    #[test]
+    fn leaky_relu_matches_its_definition() {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.25, 3.0]);
+        for slope in [0.02, 1.5] {
+            let expected: Vec<f32> = [-2.0f32, -0.5, 0.25, 3.0]
+                .iter()
+                .map(|&v| if v > 0.0 { v } else { v * slope as f32 })
+                .collect();
+            let expected_grad: Vec<f32> = [-2.0f32, -0.5, 0.25, 3.0]
+                .iter()
+                .map(|&v| if v > 0.0 { 1.0 } else { slope as f32 })
+                .collect();
+
+            let input = x.copy().set_requires_grad(true);
+            let y = leaky_relu(&input, slope);
+            assert_eq!(Vec::<f32>::try_from(&y).unwrap(), expected, "slope {slope}");
+            let grad = Tensor::run_backward(&[y.sum(Kind::Float)], &[&input], false, false);
+            assert_eq!(Vec::<f32>::try_from(&grad[0]).unwrap(), expected_grad);
+
+            // In place on a non-leaf (as after a conv), backward from the output.
+            let input = x.copy().set_requires_grad(true);
+            let mut y = &input * 1.0;
+            leaky_relu_(&mut y, slope);
+            assert_eq!(
+                Vec::<f32>::try_from(&y).unwrap(),
+                expected,
+                "in place, slope {slope}"
+            );
+            let grad = Tensor::run_backward(&[y.sum(Kind::Float)], &[&input], false, false);
+            assert_eq!(Vec::<f32>::try_from(&grad[0]).unwrap(), expected_grad);
+        }
+    }
+}
