@@ -54,11 +54,6 @@ impl Optimizer {
         }
     }
 
-    /// The parameters, in the optimizer's order.
-    pub fn params(&self) -> &[(String, Tensor)] {
-        &self.params
-    }
-
     /// The parameter tensors, in the optimizer's order: the order [`Optimizer::step`] takes
     /// gradients in.
     pub fn tensors(&self) -> &[Tensor] {
