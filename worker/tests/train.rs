@@ -53,14 +53,7 @@ fn run_dir(name: &str) -> PathBuf {
 }
 
 fn options(spec: RunSpec, dir: &Path, devices: DeviceList, resume: bool) -> TrainOptions {
-    let arch = ablate_common::zoo::build(
-        &spec.model,
-        &spec.factors,
-        spec.channels,
-        spec.image_size,
-        spec.classes,
-    )
-    .expect("model builds");
+    let arch = spec.architecture().expect("model builds");
     TrainOptions {
         spec,
         arch,

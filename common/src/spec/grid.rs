@@ -670,14 +670,7 @@ impl Parser<'_> {
                 vec!["model".to_string()]
             }
         };
-        let arch = zoo::build(
-            &spec.model,
-            &spec.factors,
-            spec.channels,
-            spec.image_size,
-            spec.classes,
-        )
-        .map_err(|e| {
+        let arch = spec.architecture().map_err(|e| {
             let path = match &e {
                 zoo::ZooError::UnsupportedFactor { factor, .. }
                 | zoo::ZooError::InvalidFactor { factor, .. } => vec![factor.to_string()],

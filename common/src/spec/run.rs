@@ -248,6 +248,18 @@ mod defaults {
 }
 
 impl RunSpec {
+    /// The model this spec trains: the catalogue's layer tree for its model, factors,
+    /// channels, image size and classes.
+    pub fn architecture(&self) -> Result<crate::arch::Architecture, crate::zoo::ZooError> {
+        crate::zoo::build(
+            &self.model,
+            &self.factors,
+            self.channels,
+            self.image_size,
+            self.classes,
+        )
+    }
+
     /// Parses a standalone run spec (TOML); unknown keys and bad values are errors with the
     /// file's line and column.
     pub fn from_toml(text: &str, file_name: &str) -> Result<RunSpec, String> {

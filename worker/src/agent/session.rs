@@ -244,14 +244,7 @@ fn prepare(
     let spec: RunSpec =
         serde_json::from_str(&assignment.spec_json).map_err(|e| format!("run spec: {e}"))?;
     spec.check().map_err(|e| format!("run spec: {e}"))?;
-    let arch = ablate_common::zoo::build(
-        &spec.model,
-        &spec.factors,
-        spec.channels,
-        spec.image_size,
-        spec.classes,
-    )
-    .map_err(|e| format!("model: {e}"))?;
+    let arch = spec.architecture().map_err(|e| format!("model: {e}"))?;
     let dataset = spec.dataset.as_ref().ok_or("the run spec has no dataset")?;
     let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
         .map_err(|e| format!("dataset: {e}"))?;

@@ -89,14 +89,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 .map(|s| s.to_string_lossy().to_string());
             PathBuf::from("runs").join(stem.unwrap_or_else(|| "run".into()))
         });
-    let arch = ablate_common::zoo::build(
-        &spec.model,
-        &spec.factors,
-        spec.channels,
-        spec.image_size,
-        spec.classes,
-    )
-    .map_err(|e| anyhow::anyhow!("{file_name}: model: {e}"))?;
+    let arch = spec
+        .architecture()
+        .map_err(|e| anyhow::anyhow!("{file_name}: model: {e}"))?;
     let dataset = spec
         .dataset
         .as_ref()
