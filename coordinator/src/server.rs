@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub allow_no_auth: bool,
     /// Lease time-to-live.
     pub lease_ttl: Duration,
+    /// Complete checkpoints kept per run.
+    pub keep_checkpoints: usize,
 }
 
 impl ServerConfig {
@@ -58,6 +60,7 @@ impl ServerConfig {
             token,
             allow_no_auth: false,
             lease_ttl: DEFAULT_LEASE_TTL,
+            keep_checkpoints: 1,
         }
     }
 }
@@ -75,6 +78,7 @@ pub async fn serve(
     let coord = Coordinator::open(&CoordinatorConfig {
         data_dir: config.data_dir.clone(),
         lease_ttl: config.lease_ttl,
+        keep_checkpoints: config.keep_checkpoints,
     })?;
     serve_state(coord, config.token.as_ref(), listener, shutdown).await
 }

@@ -50,6 +50,9 @@ pub enum CoordError {
     /// A checkpoint file operation failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A request over one of the coordinator's limits (named, with its value).
+    #[error("{0}")]
+    Limit(String),
     /// The data directory cannot be created.
     #[error("data directory {path}: {cause}")]
     DataDir {
@@ -101,6 +104,8 @@ pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
     /// A lease not renewed for this long expires.
     pub lease_ttl: Duration,
+    /// Complete checkpoints kept per run (the newest; at least 1).
+    pub keep_checkpoints: usize,
 }
 
 /// A worker's registration.
@@ -300,7 +305,7 @@ impl Coordinator {
                 store,
                 tensorboard: TensorBoardLogs::new(data_dir),
             }),
-            checkpoints: Checkpoints::new(data_dir.join("checkpoints")),
+            checkpoints: Checkpoints::new(data_dir.join("checkpoints"), config.keep_checkpoints),
             data_dir: data_dir.clone(),
             changes: watch::channel(0).0,
             closing: watch::channel(false).0,
@@ -467,7 +472,14 @@ impl Coordinator {
     pub fn status(&self, key: &str) -> Result<ExperimentStatus, CoordError> {
         let inner = self.lock();
         let experiment = self.find(&inner, key)?;
-        let runs = inner.store.run_rows(&experiment.id)?;
+        let mut runs = inner.store.run_rows(&experiment.id)?;
+        for run in &mut runs {
+            run.checkpoint_bytes = run
+                .checkpoint_file
+                .as_ref()
+                .and_then(|f| std::fs::metadata(self.checkpoints.file(&run.id, f)).ok())
+                .map(|m| m.len());
+        }
         Ok(ExperimentStatus {
             experiment,
             runs,
@@ -639,7 +651,10 @@ impl Coordinator {
         let mut new_epoch = false;
         inner.store.write(|tx| {
             tx.apply(&change, now)?;
-            tx.progress(&a.run_id, &update)?;
+            // A heartbeat before training has started knows no position yet.
+            if p.steps_per_epoch > 0 {
+                tx.progress(&a.run_id, &update)?;
+            }
             tx.insert_steps(&a.run_id, a.attempt, &p.steps)?;
             if let Some(epoch) = &p.epoch {
                 new_epoch = tx.insert_epoch(&a.run_id, a.attempt, epoch, now)?;
@@ -728,9 +743,54 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Starts an upload (after [`Coordinator::check_lease`]).
-    pub async fn begin_upload(&self, a: &AttemptRef, epoch: u32) -> Result<Upload, CoordError> {
-        Ok(self.checkpoints.begin(&a.run_id, a.attempt, epoch).await?)
+    /// Renews the attempt's lease (bytes of its checkpoint upload arrived).
+    pub fn renew_lease(&self, a: &AttemptRef) -> Result<(), CoordError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let change = inner.sched.renew(&a.worker_id, &a.run_id, a.attempt, now)?;
+        inner.store.write(|tx| tx.apply(&change, now))?;
+        inner.sched.commit([change]);
+        Ok(())
+    }
+
+    /// The most bytes a checkpoint upload of the run may have: its weights and optimizer
+    /// state at 4 bytes a value, with a margin for buffers and metadata.
+    pub fn upload_cap(&self, run_id: &str) -> Result<u64, CoordError> {
+        let row = self
+            .lock()
+            .store
+            .assignment(run_id)?
+            .ok_or_else(|| CoordError::NotFound {
+                what: "run",
+                key: run_id.to_string(),
+            })?;
+        let optimizer = serde_json::from_str::<ablate_common::spec::RunSpec>(&row.spec_json)
+            .map(|s| s.optimizer)
+            .unwrap_or(ablate_common::spec::OptimizerKind::Adam);
+        Ok(crate::checkpoints::upload_cap(row.params, optimizer))
+    }
+
+    /// Starts an upload of `total_bytes` with SHA-256 `sha256` (after
+    /// [`Coordinator::check_lease`]): refused over the run's cap or when the disk has no
+    /// room for it.
+    pub async fn begin_upload(
+        &self,
+        a: &AttemptRef,
+        epoch: u32,
+        total_bytes: u64,
+        sha256: &str,
+    ) -> Result<Upload, CoordError> {
+        let cap = self.upload_cap(&a.run_id)?;
+        if total_bytes > cap {
+            return Err(CoordError::Limit(format!(
+                "checkpoint of {total_bytes} bytes exceeds this run's upload cap of {cap} bytes \
+                 (its parameters and optimizer state at 4 bytes a value, with margin)"
+            )));
+        }
+        Ok(self
+            .checkpoints
+            .begin(&a.run_id, a.attempt, epoch, total_bytes, sha256)
+            .await?)
     }
 
     /// Makes a finished upload the run's checkpoint, if the attempt still holds the lease
@@ -767,6 +827,12 @@ impl Coordinator {
         })?;
         self.checkpoints.prune(&a.run_id, &name);
         Ok(())
+    }
+
+    /// The SHA-256 recorded for a stored checkpoint file.
+    pub fn checkpoint_sha256(&self, run_id: &str, path: &Path) -> Option<String> {
+        let name = path.file_name()?.to_str()?;
+        self.checkpoints.sha256(run_id, name)
     }
 
     /// The run's stored checkpoint (epoch and file), for the attempt that holds the lease.

@@ -9,6 +9,7 @@ use ablate_common::proto::{self, workers_client::WorkersClient, PROTOCOL_VERSION
 use ablate_coordinator::auth::{ClientAuth, Token};
 use ablate_coordinator::client::{self, Client};
 use ablate_coordinator::server::{serve, ServerConfig, ServerError};
+use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -467,14 +468,26 @@ async fn upload(
     epoch: u32,
     parts: &[&[u8]],
 ) -> Result<(), tonic::Status> {
+    let whole: Vec<u8> = parts.concat();
+    let sha256: String = sha2::Sha256::digest(&whole)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let chunks: Vec<proto::CheckpointChunk> = parts
         .iter()
-        .map(|p| proto::CheckpointChunk {
+        .enumerate()
+        .map(|(i, p)| proto::CheckpointChunk {
             run_id: a.run_id.clone(),
             attempt: a.attempt,
             epoch,
             data: p.to_vec(),
             worker_id: worker.into(),
+            total_bytes: if i == 0 { whole.len() as u64 } else { 0 },
+            sha256: if i == 0 {
+                sha256.clone()
+            } else {
+                String::new()
+            },
         })
         .collect();
     w.upload_checkpoint(tokio_stream::iter(chunks))
@@ -562,5 +575,114 @@ async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
     let states: Vec<&str> = status.runs.iter().map(|r| r.state.as_str()).collect();
     assert_eq!(states, ["running", "queued"]);
     assert_eq!(status.runs[0].best_eval_acc, 0.7);
+    server.stop().await;
+}
+
+/// Starts an upload whose first chunk announces `total_bytes` and `sha256`; the returned
+/// sender feeds further chunks, and the call ends when it is dropped.
+async fn open_upload(
+    w: &Workers,
+    worker: &str,
+    a: &proto::Assignment,
+    total_bytes: u64,
+    sha256: &str,
+) -> (
+    tokio::sync::mpsc::Sender<proto::CheckpointChunk>,
+    JoinHandle<Result<(), tonic::Status>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(proto::CheckpointChunk {
+        run_id: a.run_id.clone(),
+        attempt: a.attempt,
+        epoch: 1,
+        data: b"x".to_vec(),
+        worker_id: worker.into(),
+        total_bytes,
+        sha256: sha256.into(),
+    })
+    .await
+    .unwrap();
+    let mut w = w.clone();
+    let call = tokio::spawn(async move {
+        w.upload_checkpoint(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map(|_| ())
+    });
+    (tx, call)
+}
+
+#[tokio::test]
+async fn checkpoint_uploads_are_capped_verified_limited_and_shown_in_status() {
+    let dir = temp_dir("caps");
+    let token = Token::generate();
+    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&token)).await;
+    users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.into(),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap();
+    let mut w = server.workers(Some(&token)).await;
+    let id = register(&mut w, "").await.worker_id;
+    let a = acquire(&mut w, &id).await.unwrap();
+    let sha_x = format!("{:x}", sha2::Sha256::digest(b"x"));
+
+    // Over the cap derived from LeNet's parameters: refused before a byte is stored.
+    let (tx, call) = open_upload(&w, &id, &a, 1 << 40, &sha_x).await;
+    drop(tx);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains("checkpoint of 1099511627776 bytes exceeds this run's upload cap of"),
+        "{}",
+        err.message()
+    );
+
+    // No checksum, or bytes that do not match it.
+    let (tx, call) = open_upload(&w, &id, &a, 1, "").await;
+    drop(tx);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("sha256"), "{}", err.message());
+    let sha_y = format!("{:x}", sha2::Sha256::digest(b"y"));
+    let (tx, call) = open_upload(&w, &id, &a, 1, &sha_y).await;
+    drop(tx);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+
+    // Two uploads in flight per worker at most; the third is refused, naming the limit.
+    let (hold1, call1) = open_upload(&w, &id, &a, 2, &sha_x).await;
+    let (hold2, call2) = open_upload(&w, &id, &a, 2, &sha_x).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (tx, call) = open_upload(&w, &id, &a, 1, &sha_x).await;
+    drop(tx);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains("already has 2 checkpoint uploads in flight (limit 2 per worker)"),
+        "{}",
+        err.message()
+    );
+    drop((hold1, hold2));
+    assert!(call1.await.unwrap().is_err(), "1 of 2 announced bytes");
+    assert!(call2.await.unwrap().is_err());
+
+    // A good upload is stored, and its size shows in the run's status.
+    upload(&mut w, &id, &a, 1, &[b"weights ", b"after ", b"epoch 1"])
+        .await
+        .unwrap();
+    let status = users
+        .get(proto::GetRequest {
+            experiment: "wire".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let run = status.runs.iter().find(|r| r.id == a.run_id).unwrap();
+    assert_eq!((run.checkpoint_bytes, run.checkpoint_epoch), (21, 1));
     server.stop().await;
 }

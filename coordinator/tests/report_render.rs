@@ -526,6 +526,46 @@ fn a_partial_report_is_marked_in_every_format() {
 }
 
 #[test]
+fn a_failed_or_unfinished_run_is_never_called_best() {
+    let mut data = fixture();
+    data.runs
+        .retain(|r| r.factors["seed"] == 1 && r.factors["head"] == "fc");
+    let summaries: Vec<(usize, f64)> = data
+        .runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| expected_run(r).map(|(acc, ..)| (i, acc)))
+        .collect();
+    let (top, _) = *summaries.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    data.runs[top].state = "failed".into();
+    data.runs[top].error = Some("lease expired".into());
+    let top_name = data.runs[top].name.clone();
+    let md = render(&data, Format::Markdown);
+    let summary = md.lines().nth(2).unwrap_or_default();
+    assert!(summary.contains("Best: "), "{md}");
+    assert!(
+        !summary.contains(&format!("Best: {top_name} ")),
+        "the failed run is called best: {summary}"
+    );
+    assert!(
+        !summary.contains(&format!("Worst: {top_name} ")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("Failed: {top_name} (lease expired)")),
+        "{summary}"
+    );
+
+    for r in &mut data.runs {
+        r.state = "running".into();
+    }
+    data.experiment.state = "running".into();
+    let md = render(&data, Format::Markdown);
+    assert!(!md.contains("Best: "), "{md}");
+    assert!(md.contains("No run has finished yet, so none is called best."));
+}
+
+#[test]
 fn a_single_factor_grid_without_seeds_has_no_effects_section() {
     let mut data = fixture();
     data.runs.retain(|r| {

@@ -134,6 +134,16 @@ impl Cluster {
     }
 
     fn spawn(&self, name: &str, program: &Path, args: &[String]) -> Proc {
+        self.spawn_with_env(name, program, args, &[])
+    }
+
+    fn spawn_with_env(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -144,6 +154,7 @@ impl Cluster {
             .args(args)
             .env("ABLATE_TOKEN", &self.token)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -187,6 +198,12 @@ impl Cluster {
 
     /// Starts a CPU worker with one thread; returns its index.
     pub fn start_worker(&mut self) -> usize {
+        self.start_worker_with_env(&[])
+    }
+
+    /// [`Cluster::start_worker`] with extra environment variables (the worker's test-only
+    /// throttles and injections, `ABLATE_TEST_*`).
+    pub fn start_worker_with_env(&mut self, env: &[(&str, &str)]) -> usize {
         let index = self.workers.len();
         let name = format!("worker{index}");
         let args = vec![
@@ -201,7 +218,7 @@ impl Cluster {
             "--work-dir".into(),
             self.dir.path().join(&name).display().to_string(),
         ];
-        let proc = self.spawn(&name, &binary("ablate-worker"), &args);
+        let proc = self.spawn_with_env(&name, &binary("ablate-worker"), &args, env);
         self.workers.push(Some(proc));
         index
     }

@@ -7,4 +7,7 @@ pub mod run;
 
 pub use dataset::{Augment, BadSamplePolicy, DatasetFormat, DatasetSpec, Fit, SplitSpec};
 pub use model::{ActivationName, HeadKind, KernelKind, ModelFactors};
-pub use run::{DeviceList, LrSchedule, OptimizerKind, RunSpec, SpecError};
+pub use run::{
+    parse_duration, DeviceList, LrSchedule, OptimizerKind, RunSpec, SpecError,
+    DEFAULT_STALL_TIMEOUT,
+};

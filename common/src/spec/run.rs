@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -202,9 +203,40 @@ pub struct RunSpec {
     /// Report one training step loss out of this many.
     #[serde(default = "defaults::log_every")]
     pub log_every_steps: u64,
+    /// A run whose step counter does not move for this long (`90s`, `10m`) is stalled: its
+    /// attempt is abandoned and the run re-queued. Default [`DEFAULT_STALL_TIMEOUT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_timeout: Option<String>,
     /// Keys no field knows; always empty in a valid spec (see [`RunSpec::check`]).
     #[serde(flatten, skip_serializing)]
     pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// How long a run's step counter may stand still before the run counts as stalled.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Parses `15s`, `500ms`, `2m`, `1h` or a number of seconds; it must be positive.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a duration like 15s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(format!("`{text}`: must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 mod defaults {
@@ -327,6 +359,15 @@ impl RunSpec {
         if self.log_every_steps == 0 {
             return Err(invalid("log_every_steps", "must be at least 1".into()));
         }
+        if let Some(text) = &self.stall_timeout {
+            let timeout = parse_duration(text).map_err(|m| invalid("stall_timeout", m))?;
+            if timeout < Duration::from_secs(1) {
+                return Err(invalid(
+                    "stall_timeout",
+                    format!("`{text}` is under a second; a step can take longer than that"),
+                ));
+            }
+        }
         if let LrSchedule::Piecewise { boundaries, values } = &self.lr_schedule {
             if values.len() != boundaries.len() + 1 {
                 return Err(invalid(
@@ -363,6 +404,14 @@ impl RunSpec {
         Ok(())
     }
 
+    /// How long the step counter may stand still before the run counts as stalled.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(DEFAULT_STALL_TIMEOUT)
+    }
+
     /// The devices of a standalone run (`devices`, else `cpu`).
     pub fn device_list(&self) -> Result<DeviceList, String> {
         match &self.devices {
@@ -381,6 +430,7 @@ impl RunSpec {
         canonical.max_attempts = 1;
         canonical.gpus = 0;
         canonical.log_every_steps = 1;
+        canonical.stall_timeout = None;
         let json = serde_json::to_string(&canonical).expect("a RunSpec serialises");
         let digest = Sha256::digest(json.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -455,6 +505,21 @@ mod tests {
         let err = spec("lr_schedule = { kind = \"piecewise\", boundaries = [2], values = [0.1] }")
             .unwrap_err();
         assert!(err.contains("lr_schedule.values"), "{err}");
+    }
+
+    #[test]
+    fn stall_timeout_defaults_parses_and_is_checked() {
+        assert_eq!(spec("").unwrap().stall_timeout(), DEFAULT_STALL_TIMEOUT);
+        let s = spec("stall_timeout = \"90s\"").unwrap();
+        assert_eq!(s.stall_timeout(), Duration::from_secs(90));
+        assert_eq!(s.training_hash(), spec("").unwrap().training_hash());
+        let err = spec("stall_timeout = \"ten minutes\"").unwrap_err();
+        assert!(
+            err.starts_with("run.toml:2:1: field `stall_timeout`:"),
+            "{err}"
+        );
+        let err = spec("stall_timeout = \"200ms\"").unwrap_err();
+        assert!(err.contains("under a second"), "{err}");
     }
 
     #[test]

@@ -59,26 +59,7 @@ pub(super) fn parse_token(text: &str) -> Result<Token, String> {
 
 /// Parses `15s`, `500ms`, `2m` or a number of seconds.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}`: expected a duration like 15s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
-    };
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err(format!("`{text}`: must be positive"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    ablate_common::spec::parse_duration(text)
 }
 
 /// Where the coordinator is and the token to show it.

@@ -46,6 +46,9 @@ pub(super) struct RunArgs {
     /// Lease time-to-live.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_ttl: Duration,
+    /// Complete checkpoints kept per run on the coordinator (the newest ones).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep_checkpoints: u32,
 }
 
 /// Writes the report in every format under `dir`; returns the paths.
@@ -89,6 +92,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let coord = Coordinator::open(&CoordinatorConfig {
         data_dir: args.data_dir.clone(),
         lease_ttl: args.lease_ttl,
+        keep_checkpoints: args.keep_checkpoints as usize,
     })?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -30,6 +30,9 @@ pub(super) struct ServeArgs {
     /// A lease not renewed for this long expires and its run is re-queued.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_ttl: Duration,
+    /// Complete checkpoints kept per run on the coordinator (the newest ones).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep_checkpoints: u32,
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -74,6 +77,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         token: args.token,
         allow_no_auth: args.no_auth,
         lease_ttl: args.lease_ttl,
+        keep_checkpoints: args.keep_checkpoints as usize,
     };
     serve(config, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

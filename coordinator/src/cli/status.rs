@@ -6,7 +6,7 @@ use ablate_common::proto;
 use clap::Args;
 
 use super::app::Remote;
-use super::display::{duration, loss, percent, table};
+use super::display::{duration, loss, percent, si_unit, table};
 use crate::state::now_ms;
 
 /// Options of `ablate status`.
@@ -48,6 +48,7 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
                 loss(r.last_loss),
                 percent(r.best_eval_acc),
                 duration(r.elapsed_seconds),
+                checkpoint(r),
                 r.worker.clone(),
                 r.error.clone(),
             ]
@@ -55,12 +56,33 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
         .collect();
     out.push_str(&table(
         &[
-            "RUN", "NAME", "STATE", "ATTEMPT", "EPOCH", "LOSS", "BEST ACC", "TIME", "WORKER",
+            "RUN",
+            "NAME",
+            "STATE",
+            "ATTEMPT",
+            "EPOCH",
+            "LOSS",
+            "BEST ACC",
+            "TIME",
+            "CHECKPOINT",
+            "WORKER",
             "ERROR",
         ],
         &rows,
     ));
     out
+}
+
+/// The stored checkpoint: `1.1 GB @ epoch 2`, or `–` without one.
+fn checkpoint(r: &proto::RunStatus) -> String {
+    if r.checkpoint_bytes == 0 {
+        return "–".into();
+    }
+    format!(
+        "{} @ epoch {}",
+        si_unit(r.checkpoint_bytes as f64, "B"),
+        r.checkpoint_epoch
+    )
 }
 
 pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {

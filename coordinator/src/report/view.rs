@@ -108,13 +108,16 @@ impl<'a> ReportView<'a> {
                 runs.len()
             ));
         }
-        let with_acc: Vec<usize> = self
+        // Only a finished run can be called best or worst: a failed or unfinished run's
+        // accuracy is that of a model that never finished training.
+        let finished_with_acc: Vec<usize> = self
             .order
             .iter()
             .copied()
-            .filter(|&i| self.summaries[i].best_eval_acc.is_some())
+            .filter(|&i| runs[i].state == "finished" && self.summaries[i].best_eval_acc.is_some())
             .collect();
-        if let (Some(&best), Some(&worst)) = (with_acc.first(), with_acc.last()) {
+        let any_acc = self.summaries.iter().any(|s| s.best_eval_acc.is_some());
+        if let (Some(&best), Some(&worst)) = (finished_with_acc.first(), finished_with_acc.last()) {
             let s = &self.summaries[best];
             out.push(format!(
                 "Best: {} with {} eval accuracy at epoch {}.",
@@ -129,6 +132,8 @@ impl<'a> ReportView<'a> {
                     percent(self.summaries[worst].best_eval_acc)
                 ));
             }
+        } else if any_acc {
+            out.push("No run has finished yet, so none is called best.".to_string());
         } else {
             out.push("No run has finished an epoch yet.".to_string());
         }

@@ -4,8 +4,9 @@
 use ablate_common::metrics::{EpochRecord, StepRecord};
 use ablate_common::proto;
 use tonic::Status;
-use tracing::error;
+use tracing::{error, warn};
 
+use crate::checkpoints::CheckpointError;
 use crate::scheduler::SchedError;
 use crate::state::{Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration};
 use crate::store::{ExperimentRow, RunRow};
@@ -18,6 +19,14 @@ impl From<CoordError> for Status {
             }
             CoordError::NotFound { .. } => Status::not_found(e.to_string()),
             CoordError::Protocol { .. } => Status::failed_precondition(e.to_string()),
+            CoordError::Limit(_) => Status::resource_exhausted(e.to_string()),
+            CoordError::Checkpoint(c) if c.is_disk_full() => {
+                warn!("{e}");
+                Status::resource_exhausted(e.to_string())
+            }
+            CoordError::Checkpoint(CheckpointError::Mismatch(_)) => {
+                Status::data_loss(e.to_string())
+            }
             CoordError::Sched(s) => match s {
                 SchedError::UnknownWorker(_) | SchedError::UnknownRun(_) => {
                     Status::not_found(e.to_string())
@@ -192,6 +201,8 @@ fn run_status(r: &RunRow, now: u64) -> proto::RunStatus {
         last_eval_acc: r.last_eval_acc.unwrap_or(-1.0),
         error: r.error.clone().unwrap_or_default(),
         elapsed_seconds: r.elapsed_seconds(now),
+        checkpoint_bytes: r.checkpoint_bytes.unwrap_or(0),
+        checkpoint_epoch: r.checkpoint_epoch.unwrap_or(0),
     }
 }
 

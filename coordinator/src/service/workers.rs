@@ -1,7 +1,9 @@
 //! The worker-facing service: register, acquire, progress, complete, fail, release and
 //! checkpoint transfer. Every message about a run is fenced on (worker, run, attempt).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ablate_common::proto::{self, workers_server::Workers};
 use tokio::io::AsyncReadExt;
@@ -14,16 +16,79 @@ use super::convert::{attempt_ref, blocking};
 use crate::checkpoints::CHUNK_BYTES;
 use crate::state::{Coordinator, Progress, Registration};
 
+/// Checkpoint uploads one worker may have in flight at once.
+pub(crate) const MAX_UPLOADS_PER_WORKER: usize = 2;
+
+/// An upload with no chunk for this long is dropped.
+pub(crate) const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The `Workers` service.
 #[derive(Debug, Clone)]
 pub struct WorkersService {
     coord: Arc<Coordinator>,
+    in_flight: InFlight,
 }
 
 impl WorkersService {
     /// A service over the coordinator state.
     pub fn new(coord: Arc<Coordinator>) -> WorkersService {
-        WorkersService { coord }
+        WorkersService {
+            coord,
+            in_flight: InFlight::default(),
+        }
+    }
+}
+
+/// Uploads in flight per worker.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One upload's place in [`InFlight`], given back when dropped.
+struct InFlightSlot {
+    counts: InFlight,
+    worker: String,
+}
+
+impl InFlight {
+    fn take(&self, worker: &str) -> Result<InFlightSlot, Status> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(worker.to_string()).or_insert(0);
+        if *n >= MAX_UPLOADS_PER_WORKER {
+            return Err(Status::resource_exhausted(format!(
+                "worker {worker} already has {n} checkpoint uploads in flight (limit \
+                 {MAX_UPLOADS_PER_WORKER} per worker)"
+            )));
+        }
+        *n += 1;
+        Ok(InFlightSlot {
+            counts: self.clone(),
+            worker: worker.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.worker) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.worker);
+            }
+        }
+    }
+}
+
+/// The next chunk of an upload, or an error once none came for [`UPLOAD_IDLE_TIMEOUT`].
+async fn next_chunk(
+    stream: &mut Streaming<proto::CheckpointChunk>,
+) -> Result<Option<proto::CheckpointChunk>, Status> {
+    match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.message()).await {
+        Ok(message) => message,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "checkpoint upload idle: no chunk for {} s (idle upload timeout)",
+            UPLOAD_IDLE_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -111,8 +176,7 @@ impl Workers for WorkersService {
         request: Request<Streaming<proto::CheckpointChunk>>,
     ) -> Result<Response<proto::Ack>, Status> {
         let mut stream = request.into_inner();
-        let first = stream
-            .message()
+        let first = next_chunk(&mut stream)
             .await?
             .ok_or_else(|| Status::invalid_argument("an upload needs at least one chunk"))?;
         let a = attempt_ref(first.worker_id.clone(), first.run_id.clone(), first.attempt)?;
@@ -121,14 +185,30 @@ impl Workers for WorkersService {
                 "epoch: epochs are numbered from 1",
             ));
         }
+        if first.sha256.len() != 64 || !first.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(
+                "sha256: the first chunk must carry the checkpoint's SHA-256 as 64 hex digits",
+            ));
+        }
         let epoch = first.epoch;
         self.coord.check_lease(&a)?;
-        let mut upload = self.coord.begin_upload(&a, epoch).await?;
-        upload
-            .write(&first.data)
-            .await
-            .map_err(crate::state::CoordError::from)?;
-        while let Some(chunk) = stream.message().await? {
+        let _slot = self.in_flight.take(&a.worker_id)?;
+        let mut upload = self
+            .coord
+            .begin_upload(&a, epoch, first.total_bytes, &first.sha256)
+            .await?;
+        let mut renewed = Instant::now();
+        let renew_every = Duration::from_millis((self.coord.lease_ttl_ms() / 4).max(50));
+        let mut chunk = first.clone();
+        loop {
+            upload
+                .write(&chunk.data)
+                .await
+                .map_err(crate::state::CoordError::from)?;
+            chunk = match next_chunk(&mut stream).await? {
+                Some(c) => c,
+                None => break,
+            };
             if chunk.run_id != first.run_id
                 || chunk.attempt != first.attempt
                 || chunk.epoch != epoch
@@ -138,10 +218,14 @@ impl Workers for WorkersService {
                     "every chunk of an upload must carry the same worker_id, run_id, attempt and epoch",
                 ));
             }
-            upload
-                .write(&chunk.data)
-                .await
-                .map_err(crate::state::CoordError::from)?;
+            // Every chunk is fenced; arriving bytes also count as the worker being alive.
+            self.coord.check_lease(&a)?;
+            if renewed.elapsed() >= renew_every {
+                let coord = self.coord.clone();
+                let attempt = a.clone();
+                blocking(move || Ok(coord.renew_lease(&attempt)?)).await?;
+                renewed = Instant::now();
+            }
         }
         upload
             .finish()
@@ -168,7 +252,20 @@ impl Workers for WorkersService {
             let mut file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| Status::internal(format!("checkpoint {}: {e}", path.display())))?;
+            let total_bytes = file
+                .metadata()
+                .await
+                .map_err(|e| Status::internal(format!("checkpoint {}: {e}", path.display())))?
+                .len();
+            let sha256 = match self.coord.checkpoint_sha256(&a.run_id, &path) {
+                Some(sha256) => sha256,
+                None => {
+                    let path = path.clone();
+                    blocking(move || Ok(crate::checkpoints::sha256_of_file(&path).map_err(crate::state::CoordError::from)?)).await?
+                }
+            };
             tokio::spawn(async move {
+                let mut first = true;
                 loop {
                     let mut data = Vec::with_capacity(CHUNK_BYTES);
                     match (&mut file)
@@ -184,7 +281,10 @@ impl Workers for WorkersService {
                                 epoch,
                                 data,
                                 worker_id: a.worker_id.clone(),
+                                total_bytes: if first { total_bytes } else { 0 },
+                                sha256: if first { sha256.clone() } else { String::new() },
                             };
+                            first = false;
                             if tx.send(Ok(chunk)).await.is_err() {
                                 break;
                             }

@@ -283,7 +283,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT experiment_id, name, spec_json, checkpoint_epoch, checkpoint_file
+                "SELECT experiment_id, name, spec_json, checkpoint_epoch, checkpoint_file, params
                  FROM runs WHERE id = ?1",
                 params![run_id],
                 |row| {
@@ -293,6 +293,7 @@ impl Store {
                         spec_json: row.get(2)?,
                         checkpoint_epoch: row.get(3)?,
                         checkpoint_file: row.get(4)?,
+                        params: row.get(5)?,
                     })
                 },
             )
@@ -442,7 +443,7 @@ const RUN_SELECT: &str = "SELECT r.id, r.experiment_id, r.name, r.model, r.state
     (SELECT MAX(eval_acc) FROM epochs WHERE run_id = r.id),
     (SELECT eval_acc FROM epochs WHERE run_id = r.id ORDER BY epoch DESC LIMIT 1),
     (SELECT COUNT(*) FROM epochs WHERE run_id = r.id),
-    r.error, r.wall_s, r.attempt_started_ms
+    r.error, r.wall_s, r.attempt_started_ms, r.checkpoint_epoch, r.checkpoint_file
     FROM runs r";
 
 /// A run row before its state is parsed.
@@ -481,6 +482,9 @@ fn run_row_raw(row: &Row<'_>) -> rusqlite::Result<RawRunRow> {
             error: row.get(15)?,
             wall_s: row.get(16)?,
             attempt_started_ms: row.get(17)?,
+            checkpoint_epoch: row.get(18)?,
+            checkpoint_file: row.get(19)?,
+            checkpoint_bytes: None,
         },
     })
 }

@@ -141,6 +141,12 @@ pub struct RunRow {
     pub wall_s: f64,
     /// When the current attempt started.
     pub attempt_started_ms: Option<Millis>,
+    /// Epoch of the latest stored checkpoint.
+    pub checkpoint_epoch: Option<u32>,
+    /// Its file name under the run's checkpoint directory.
+    pub checkpoint_file: Option<String>,
+    /// Its size in bytes: not stored, filled in from the file by the coordinator.
+    pub checkpoint_bytes: Option<u64>,
 }
 
 impl RunRow {
@@ -180,6 +186,8 @@ pub struct AssignmentRow {
     pub checkpoint_epoch: Option<u32>,
     /// Its file name under the run's checkpoint directory.
     pub checkpoint_file: Option<String>,
+    /// Trainable parameters (the grid's count until a worker reports its own).
+    pub params: u64,
 }
 
 /// One line of the event log.

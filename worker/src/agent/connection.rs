@@ -44,13 +44,25 @@ pub fn is_transient(status: &tonic::Status) -> bool {
 }
 
 /// A lazily-connecting client: calls fail with `Unavailable` while the coordinator is down,
-/// and the channel reconnects by itself when it is back.
+/// and the channel reconnects by itself when it is back. Calls time out after a minute.
 pub(crate) fn client(config: &ConnectionConfig) -> Result<Client, String> {
-    let endpoint = Endpoint::from_shared(config.url.clone())
+    client_with_timeout(config, Some(Duration::from_secs(60)))
+}
+
+/// [`client`] on a connection of its own, with its own call timeout (`None`: calls such
+/// as a checkpoint transfer may take as long as their bytes take). Separate connections
+/// keep heartbeats from queueing behind a transfer's bytes.
+pub(crate) fn client_with_timeout(
+    config: &ConnectionConfig,
+    timeout: Option<Duration>,
+) -> Result<Client, String> {
+    let mut endpoint = Endpoint::from_shared(config.url.clone())
         .map_err(|e| format!("coordinator URL `{}`: {e}", config.url))?
         .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(60))
         .tcp_keepalive(Some(Duration::from_secs(10)));
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
     let channel = endpoint.connect_lazy();
     Ok(
         WorkersClient::with_interceptor(channel, config.auth.clone())

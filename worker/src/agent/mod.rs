@@ -3,7 +3,10 @@
 //! the coordinator is away; on SIGTERM stops its runs at the next step and releases them.
 
 mod connection;
+mod liveness;
 mod session;
+mod test_hooks;
+mod transfer;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -85,6 +88,11 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
         threads: config.threads as u32,
     };
     let mut client = connection::client(&conn).map_err(anyhow::Error::msg)?;
+    // Heartbeats and checkpoint transfers each on a connection of their own.
+    let heartbeat_client = connection::client_with_timeout(&conn, Some(Duration::from_secs(10)))
+        .map_err(anyhow::Error::msg)?;
+    let transfer_client =
+        connection::client_with_timeout(&conn, None).map_err(anyhow::Error::msg)?;
     let registered = connection::register(&mut client, &conn, None)
         .await
         .map_err(|s| anyhow::anyhow!("registration refused: {}", s.message()))?;
@@ -128,6 +136,8 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
                         busy.extend(devices.iter().cloned());
                         let ctx = session::SessionContext {
                             client: client.clone(),
+                            liveness_client: heartbeat_client.clone(),
+                            transfer_client: transfer_client.clone(),
                             worker_id: worker_id.clone(),
                             work_dir: config.work_dir.clone(),
                             cpu_devices: inventory.cpu_devices.clone(),

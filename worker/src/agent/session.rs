@@ -1,12 +1,12 @@
 //! One assigned attempt, from the assignment to Complete, Fail or Release.
 //!
-//! Training runs on a blocking thread; this task relays its events to the coordinator,
-//! renews the lease with heartbeats, uploads each epoch's checkpoint, and stops the
-//! training when the run is cancelled, when the attempt turns out stale (fenced), or when
-//! the worker shuts down. Messages that fail because the coordinator is away are kept and
-//! retried; training goes on meanwhile.
+//! From the assignment on, a heartbeat task keeps the lease (see [`super::liveness`]);
+//! training runs on a blocking thread whose events this task relays; each epoch's
+//! checkpoint goes to a background uploader (see [`super::transfer`]). A watchdog abandons
+//! the attempt when the step counter stops moving for the run's `stall_timeout`. The
+//! attempt stops when the run is cancelled, when it turns out stale (fenced), or when the
+//! worker shuts down — also while the checkpoint downloads or the data is prepared.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,24 +14,29 @@ use std::time::{Duration, Instant};
 
 use ablate_common::metrics::EpochRecord;
 use ablate_common::proto::{
-    Assignment, CheckpointChunk, CheckpointRequest, CompleteRequest, EpochMetrics, FailRequest,
-    ProgressRequest, ReleaseRequest, StepMetrics,
+    Assignment, CompleteRequest, EpochMetrics, FailRequest, ReleaseRequest,
 };
 use ablate_common::spec::{DeviceList, RunSpec};
 use tokio::sync::mpsc;
-use tonic::Code;
 
 use super::connection::{is_transient, Client};
+use super::liveness::{AttemptIds, Liveness, Verdict};
+use super::test_hooks;
+use super::transfer::{self, Uploader};
 use crate::train::{self, checkpoint, Observer, Outcome, TrainError, TrainOptions};
 
-/// Size of one checkpoint chunk on the wire.
-const CHUNK_BYTES: usize = 1 << 20;
+/// How long a session waits for its last messages and uploads before giving up on them.
+const WIND_DOWN: Duration = Duration::from_secs(600);
 
 /// What the agent knows that a session needs.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionContext {
-    /// The coordinator client.
+    /// The coordinator client for short calls.
     pub client: Client,
+    /// A client on a connection of its own for heartbeats (never behind a transfer).
+    pub liveness_client: Client,
+    /// A client on a connection of its own, without a call timeout, for checkpoints.
+    pub transfer_client: Client,
     /// This worker's id.
     pub worker_id: String,
     /// Run directories live under `work_dir/runs/`.
@@ -59,6 +64,15 @@ pub enum SessionEnd {
     Abandoned,
 }
 
+/// Where the time of an epoch went, as rank 0 saw it.
+#[derive(Debug, Clone, Copy, Default)]
+struct EpochTimings {
+    train_s: f64,
+    eval_s: f64,
+    /// Training waited this long for the checkpoint (save and snapshot link).
+    checkpoint_s: f64,
+}
+
 enum Event {
     Start {
         steps_per_epoch: u64,
@@ -69,18 +83,46 @@ enum Event {
         step: u64,
         loss: Option<f64>,
     },
+    EvalStep {
+        epoch: u32,
+        batch: u64,
+    },
     Epoch {
         record: EpochRecord,
         snapshot: PathBuf,
+        timings: EpochTimings,
     },
 }
 
 struct ChannelObserver {
     tx: mpsc::UnboundedSender<Event>,
+    stop: Arc<AtomicBool>,
+    attempt: u32,
+    hang_at_step: Option<u64>,
+    eval_delay: Option<Duration>,
+    epoch_started: Instant,
+    last_train_step: Option<Instant>,
+    last_eval_step: Option<Instant>,
+}
+
+impl ChannelObserver {
+    fn new(tx: mpsc::UnboundedSender<Event>, stop: Arc<AtomicBool>, attempt: u32) -> Self {
+        ChannelObserver {
+            tx,
+            stop,
+            attempt,
+            hang_at_step: test_hooks::number(test_hooks::HANG_AT_STEP),
+            eval_delay: test_hooks::delay(test_hooks::EVAL_BATCH_DELAY_MS),
+            epoch_started: Instant::now(),
+            last_train_step: None,
+            last_eval_step: None,
+        }
+    }
 }
 
 impl Observer for ChannelObserver {
     fn on_start(&mut self, _params: u64, start_epoch: u32, steps_per_epoch: u64) {
+        self.epoch_started = Instant::now();
         let _ = self.tx.send(Event::Start {
             steps_per_epoch,
             start_epoch,
@@ -88,7 +130,21 @@ impl Observer for ChannelObserver {
     }
 
     fn on_step(&mut self, epoch: u32, step: u64, _steps_per_epoch: u64, loss: Option<f64>) {
+        self.last_train_step = Some(Instant::now());
         let _ = self.tx.send(Event::Step { epoch, step, loss });
+        if self.attempt == 1 && self.hang_at_step == Some(step) {
+            tracing::warn!("test injection: step {step} of epoch {epoch} hangs");
+            test_hooks::hang_until_stopped(&self.stop);
+        }
+    }
+
+    fn on_eval_step(&mut self, epoch: u32, batch: u64) {
+        self.last_eval_step = Some(Instant::now());
+        let _ = self.tx.send(Event::EvalStep { epoch, batch });
+        if let Some(delay) = self.eval_delay {
+            test_hooks::sleep_unless_stopped(delay, &self.stop);
+            self.last_eval_step = Some(Instant::now());
+        }
     }
 
     fn on_epoch(&mut self, record: &EpochRecord, path: &Path) {
@@ -98,10 +154,23 @@ impl Observer for ChannelObserver {
         if std::fs::hard_link(path, &snapshot).is_err() {
             let _ = std::fs::copy(path, &snapshot);
         }
+        let now = Instant::now();
+        let trained = self.last_train_step.unwrap_or(self.epoch_started);
+        let evaluated = self
+            .last_eval_step
+            .filter(|t| *t > trained)
+            .unwrap_or(trained);
+        let timings = EpochTimings {
+            train_s: (trained - self.epoch_started).as_secs_f64(),
+            eval_s: (evaluated - trained).as_secs_f64(),
+            checkpoint_s: (now - evaluated).as_secs_f64(),
+        };
         let _ = self.tx.send(Event::Epoch {
             record: *record,
             snapshot,
+            timings,
         });
+        self.epoch_started = now;
     }
 }
 
@@ -111,81 +180,161 @@ struct Prepared {
     data: crate::data::DataSource,
 }
 
+/// Notices a step counter that stopped moving.
+struct Watchdog {
+    timeout: Duration,
+    armed: bool,
+    last_move: Instant,
+    epoch: u32,
+    step: u64,
+}
+
+impl Watchdog {
+    fn moved(&mut self) {
+        self.armed = true;
+        self.last_move = Instant::now();
+    }
+
+    fn stalled(&self) -> Option<String> {
+        (self.armed && self.last_move.elapsed() >= self.timeout).then(|| {
+            format!(
+                "stalled: no training progress for {:.0} s (stall_timeout) at epoch {} step {}; \
+                 the attempt was abandoned",
+                self.timeout.as_secs_f64(),
+                self.epoch,
+                self.step
+            )
+        })
+    }
+}
+
 /// Runs one assignment to its end.
 pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionEnd {
-    let run_id = assignment.run_id.clone();
-    let attempt = assignment.attempt;
     let stop = Arc::new(AtomicBool::new(false));
-    let run_dir = ctx.work_dir.join("runs").join(&run_id);
-    tracing::info!(run = %run_id, attempt, name = %assignment.name, "starting run");
+    let ids = AttemptIds {
+        worker_id: ctx.worker_id.clone(),
+        run_id: assignment.run_id.clone(),
+        attempt: assignment.attempt,
+    };
+    // Liveness first: everything after this may take long.
+    let liveness = Liveness::start(
+        ctx.liveness_client.clone(),
+        ids.clone(),
+        assignment.completed_epochs + 1,
+        ctx.heartbeat,
+        stop.clone(),
+        ctx.shutdown.clone(),
+    );
+    tracing::info!(run = %ids.run_id, attempt = ids.attempt, name = %assignment.name, "starting run");
+    let end = attempt(&ctx, &assignment, &ids, &liveness, stop).await;
+    drop(liveness);
+    end
+}
 
-    if let Err(status) = fetch_checkpoint(&ctx, &assignment, &run_dir).await {
-        let reason = format!("cannot fetch the run's checkpoint: {}", status.message());
-        return fail(&ctx, &assignment, reason, false).await;
+async fn attempt(
+    ctx: &SessionContext,
+    assignment: &Assignment,
+    ids: &AttemptIds,
+    liveness: &Liveness,
+    stop: Arc<AtomicBool>,
+) -> SessionEnd {
+    let run_id = &ids.run_id;
+    let run_dir = ctx.work_dir.join("runs").join(run_id);
+
+    let fetched = tokio::select! {
+        r = fetch_checkpoint(ctx, assignment, ids, &run_dir) => r,
+        v = liveness.decided() => return stopped_early(ctx, ids, liveness, v, "downloading its checkpoint").await,
+    };
+    if let Err(reason) = fetched {
+        let reason = format!("cannot fetch the run's checkpoint: {reason}");
+        return fail(ctx, ids, liveness, reason, false).await;
     }
     let prepare_ctx = ctx.clone();
     let prepare_assignment = assignment.clone();
     let prepare_stop = stop.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
+    let preparing = tokio::task::spawn_blocking(move || {
         prepare(&prepare_ctx, &prepare_assignment, run_dir, prepare_stop)
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("preparing the run panicked: {e}")));
+    });
+    let prepared = tokio::select! {
+        r = preparing => r.unwrap_or_else(|e| Err(format!("preparing the run panicked: {e}"))),
+        // The preparation thread finishes on its own; its result is dropped.
+        v = liveness.decided() => return stopped_early(ctx, ids, liveness, v, "preparing its data").await,
+    };
     let prepared = match prepared {
         Ok(p) => p,
-        Err(reason) => return fail(&ctx, &assignment, reason, true).await,
+        Err(reason) => return fail(ctx, ids, liveness, reason, true).await,
     };
 
+    let mut watchdog = Watchdog {
+        timeout: prepared.options.spec.stall_timeout(),
+        armed: false,
+        last_move: Instant::now(),
+        epoch: assignment.completed_epochs + 1,
+        step: 0,
+    };
+    let uploader = Uploader::start(ctx.transfer_client.clone(), ids.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let observer_stop = stop.clone();
+    let attempt_number = ids.attempt;
     let mut training = tokio::task::spawn_blocking(move || {
-        let mut observer = ChannelObserver { tx };
+        let mut observer = ChannelObserver::new(tx, observer_stop, attempt_number);
         train::train(&prepared.options, &prepared.data, &mut observer)
     });
 
-    let mut relay = Relay::new(&ctx, &assignment);
-    let mut ticker = tokio::time::interval(ctx.heartbeat);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
             joined = &mut training => {
-                break joined.unwrap_or_else(|e| Err(TrainError::Torch(format!("training panicked: {e}"))));
+                break Ok(joined.unwrap_or_else(|e| Err(TrainError::Torch(format!("training panicked: {e}")))));
             }
-            Some(event) = rx.recv() => relay.record(event),
+            Some(event) = rx.recv() => relay(event, liveness, &uploader, &mut watchdog),
             _ = ticker.tick() => {
-                if ctx.shutdown.load(Ordering::SeqCst) {
-                    relay.release_reason.get_or_insert("worker shutting down".into());
-                    stop.store(true, Ordering::SeqCst);
-                }
-                relay.flush().await;
-                if relay.cancelled || relay.stale {
-                    stop.store(true, Ordering::SeqCst);
+                if let Some(reason) = watchdog.stalled() {
+                    break Err(reason);
                 }
             }
         }
     };
+    let result = match result {
+        Ok(result) => result,
+        Err(stalled) => {
+            // The training thread may never come back: stop it if it can, report, and free
+            // the devices without waiting for it.
+            stop.store(true, Ordering::SeqCst);
+            drop(uploader);
+            return fail(ctx, ids, liveness, stalled, false).await;
+        }
+    };
     // Deliver what training reported before its end.
     while let Ok(event) = rx.try_recv() {
-        relay.record(event);
+        relay(event, liveness, &uploader, &mut watchdog);
     }
-    relay.flush_all().await;
-    if relay.stale {
-        tracing::warn!(run = %run_id, attempt, "attempt fenced off by the coordinator; abandoning it");
+    let verdict = liveness.verdict();
+    if let Verdict::Stale(why) = &verdict {
+        tracing::warn!(run = %run_id, attempt = ids.attempt, "attempt fenced off by the coordinator ({why}); abandoning it");
         return SessionEnd::Abandoned;
     }
-    match result {
-        Ok(Outcome::Completed {
-            params,
-            wall_seconds,
-            ..
-        }) => {
+    match (result, verdict) {
+        (
+            Ok(Outcome::Completed {
+                params,
+                wall_seconds,
+                ..
+            }),
+            _,
+        ) => {
+            // The run is done: its last checkpoint is not needed for a resume.
+            drop(uploader);
+            liveness.flush(WIND_DOWN).await;
             let request = CompleteRequest {
-                worker_id: ctx.worker_id.clone(),
+                worker_id: ids.worker_id.clone(),
                 run_id: run_id.clone(),
-                attempt,
+                attempt: ids.attempt,
                 wall_seconds,
                 params,
             };
-            match retry(&ctx, |mut c| {
+            match retry(ctx, |mut c| {
                 let r = request.clone();
                 async move { c.complete(r).await }
             })
@@ -193,7 +342,7 @@ pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionE
             {
                 Ok(_) => {
                     tracing::info!(run = %run_id, "run completed");
-                    let _ = std::fs::remove_dir_all(ctx.work_dir.join("runs").join(&run_id));
+                    let _ = std::fs::remove_dir_all(ctx.work_dir.join("runs").join(run_id));
                     SessionEnd::Completed
                 }
                 Err(status) => {
@@ -202,37 +351,120 @@ pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionE
                 }
             }
         }
-        Ok(Outcome::Stopped { completed_epochs }) => {
-            let reason = if relay.cancelled {
-                "cancelled".to_string()
-            } else {
-                relay
-                    .release_reason
-                    .clone()
-                    .unwrap_or_else(|| "stopped".into())
-            };
-            tracing::info!(run = %run_id, completed_epochs, "releasing run: {reason}");
-            let request = ReleaseRequest {
-                worker_id: ctx.worker_id.clone(),
-                run_id: run_id.clone(),
-                attempt,
-                reason,
-            };
-            let _ = retry(&ctx, |mut c| {
-                let r = request.clone();
-                async move { c.release(r).await }
-            })
-            .await;
-            SessionEnd::Released
+        (Ok(Outcome::Stopped { completed_epochs }), verdict) => {
+            tracing::info!(run = %run_id, completed_epochs, "stopping run: {verdict:?}");
+            release(ctx, ids, liveness, Some(uploader), verdict).await
         }
-        Err(e) => {
+        // A replica that saw the stop first ends its peers with an error.
+        (Err(e), verdict @ (Verdict::Cancelled | Verdict::ShuttingDown)) => {
+            tracing::info!(run = %run_id, "stopping run ({e}): {verdict:?}");
+            release(ctx, ids, liveness, Some(uploader), verdict).await
+        }
+        (Err(e), _) => {
+            drop(uploader);
             let permanent = matches!(
                 e,
                 TrainError::Model(_) | TrainError::Data(_) | TrainError::Device(_)
             );
-            fail(&ctx, &assignment, e.to_string(), permanent).await
+            fail(ctx, ids, liveness, e.to_string(), permanent).await
         }
     }
+}
+
+/// Hands one training event on: to the heartbeat, the uploader and the watchdog.
+fn relay(event: Event, liveness: &Liveness, uploader: &Uploader, watchdog: &mut Watchdog) {
+    match event {
+        Event::Start {
+            steps_per_epoch,
+            start_epoch,
+        } => {
+            liveness.started(steps_per_epoch);
+            watchdog.moved();
+            if start_epoch > 0 {
+                tracing::info!("resuming after epoch {start_epoch} from the checkpoint");
+            }
+        }
+        Event::Step { epoch, step, loss } => {
+            liveness.step(epoch, step, loss);
+            watchdog.epoch = epoch;
+            watchdog.step = step;
+            watchdog.moved();
+        }
+        Event::EvalStep { epoch, batch } => {
+            if batch == 1 {
+                tracing::info!("evaluating epoch {epoch}");
+            }
+            watchdog.moved();
+        }
+        Event::Epoch {
+            record,
+            snapshot,
+            timings,
+        } => {
+            watchdog.moved();
+            let bytes = std::fs::metadata(&snapshot).map(|m| m.len()).unwrap_or(0);
+            tracing::info!(
+                "epoch {} timings: train {:.2} s, eval {:.2} s, checkpoint save {:.2} s, \
+                 checkpoint {bytes} bytes",
+                record.epoch,
+                timings.train_s,
+                timings.eval_s,
+                timings.checkpoint_s
+            );
+            liveness.epoch(to_proto(&record));
+            uploader.offer(record.epoch, snapshot);
+        }
+    }
+}
+
+/// The attempt was stopped before training started.
+async fn stopped_early(
+    ctx: &SessionContext,
+    ids: &AttemptIds,
+    liveness: &Liveness,
+    verdict: Verdict,
+    doing: &str,
+) -> SessionEnd {
+    tracing::info!(run = %ids.run_id, "stopped while {doing}: {verdict:?}");
+    if let Verdict::Stale(why) = &verdict {
+        tracing::warn!(run = %ids.run_id, "attempt fenced off by the coordinator ({why}); abandoning it");
+        return SessionEnd::Abandoned;
+    }
+    release(ctx, ids, liveness, None, verdict).await
+}
+
+/// Gives the run back. On shutdown the latest checkpoint is uploaded first, so that
+/// another worker resumes from it; a cancelled run needs none.
+async fn release(
+    ctx: &SessionContext,
+    ids: &AttemptIds,
+    liveness: &Liveness,
+    uploader: Option<Uploader>,
+    verdict: Verdict,
+) -> SessionEnd {
+    if let (Some(uploader), Verdict::ShuttingDown) = (&uploader, &verdict) {
+        uploader.idle(WIND_DOWN).await;
+    }
+    drop(uploader);
+    liveness.flush(WIND_DOWN).await;
+    let reason = match verdict {
+        Verdict::Cancelled => "cancelled",
+        Verdict::ShuttingDown => "worker shutting down",
+        _ => "stopped",
+    };
+    tracing::info!(run = %ids.run_id, "releasing run: {reason}");
+    let request = ReleaseRequest {
+        worker_id: ids.worker_id.clone(),
+        run_id: ids.run_id.clone(),
+        attempt: ids.attempt,
+        reason: reason.to_string(),
+    };
+    let _ = retry(ctx, |mut c| {
+        let r = request.clone();
+        async move { c.release(r).await }
+    })
+    .await;
+    SessionEnd::Released
 }
 
 fn prepare(
@@ -246,6 +478,10 @@ fn prepare(
     spec.check().map_err(|e| format!("run spec: {e}"))?;
     let arch = spec.architecture().map_err(|e| format!("model: {e}"))?;
     let dataset = spec.dataset.as_ref().ok_or("the run spec has no dataset")?;
+    if let Some(delay) = test_hooks::delay(test_hooks::PREPARE_DELAY_MS) {
+        tracing::warn!("test throttle: preparing the data takes {delay:?} more");
+        test_hooks::sleep_unless_stopped(delay, &stop);
+    }
     let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
         .map_err(|e| format!("dataset: {e}"))?;
     let devices = if assignment.devices.iter().any(|d| d.starts_with("cuda:")) {
@@ -275,49 +511,44 @@ fn prepare(
     })
 }
 
-/// Puts the coordinator's checkpoint in `run_dir` (or clears a stale local one).
+/// Puts the coordinator's checkpoint in `run_dir`, verified (or clears a stale local one).
 async fn fetch_checkpoint(
     ctx: &SessionContext,
     assignment: &Assignment,
+    ids: &AttemptIds,
     run_dir: &Path,
-) -> Result<(), tonic::Status> {
+) -> Result<(), String> {
     let path = run_dir.join(checkpoint::CHECKPOINT_FILE);
     if !assignment.has_checkpoint {
         // Only the coordinator's copy counts: it matches the epochs it has stored.
         let _ = std::fs::remove_file(&path);
         return Ok(());
     }
-    std::fs::create_dir_all(run_dir).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let request = CheckpointRequest {
-        worker_id: ctx.worker_id.clone(),
-        run_id: assignment.run_id.clone(),
-        attempt: assignment.attempt,
-    };
-    let mut client = ctx.client.clone();
-    let mut stream = client.download_checkpoint(request).await?.into_inner();
-    let tmp = run_dir.join("download.tmp");
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        bytes.extend_from_slice(&chunk.data);
-    }
-    std::fs::write(&tmp, &bytes)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    tracing::info!(run = %assignment.run_id, bytes = bytes.len(), "downloaded checkpoint");
+    std::fs::create_dir_all(run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+    let started = Instant::now();
+    let bytes = transfer::download(&ctx.transfer_client, ids, &path).await?;
+    tracing::info!(
+        run = %ids.run_id,
+        bytes,
+        "downloaded checkpoint (sha256 verified) in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 async fn fail(
     ctx: &SessionContext,
-    assignment: &Assignment,
+    ids: &AttemptIds,
+    liveness: &Liveness,
     reason: String,
     permanent: bool,
 ) -> SessionEnd {
-    tracing::error!(run = %assignment.run_id, attempt = assignment.attempt, permanent, "run failed: {reason}");
+    tracing::error!(run = %ids.run_id, attempt = ids.attempt, permanent, "run failed: {reason}");
+    liveness.flush(WIND_DOWN).await;
     let request = FailRequest {
-        worker_id: ctx.worker_id.clone(),
-        run_id: assignment.run_id.clone(),
-        attempt: assignment.attempt,
+        worker_id: ids.worker_id.clone(),
+        run_id: ids.run_id.clone(),
+        attempt: ids.attempt,
         reason: reason.clone(),
         permanent,
     };
@@ -345,165 +576,6 @@ where
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(s) => return Err(s),
-        }
-    }
-}
-
-/// Progress not yet accepted by the coordinator.
-struct Relay<'a> {
-    ctx: &'a SessionContext,
-    assignment: &'a Assignment,
-    steps: Vec<StepMetrics>,
-    epochs: VecDeque<(EpochRecord, PathBuf)>,
-    current_epoch: u32,
-    current_step: u64,
-    steps_per_epoch: u64,
-    cancelled: bool,
-    stale: bool,
-    release_reason: Option<String>,
-}
-
-impl<'a> Relay<'a> {
-    fn new(ctx: &'a SessionContext, assignment: &'a Assignment) -> Self {
-        Relay {
-            ctx,
-            assignment,
-            steps: Vec::new(),
-            epochs: VecDeque::new(),
-            current_epoch: assignment.completed_epochs + 1,
-            current_step: 0,
-            steps_per_epoch: 0,
-            cancelled: false,
-            stale: false,
-            release_reason: None,
-        }
-    }
-
-    fn record(&mut self, event: Event) {
-        match event {
-            Event::Start {
-                steps_per_epoch,
-                start_epoch,
-            } => {
-                self.steps_per_epoch = steps_per_epoch;
-                if start_epoch > 0 {
-                    tracing::info!(
-                        "resuming run {} after epoch {start_epoch} from its checkpoint",
-                        self.assignment.run_id
-                    );
-                }
-            }
-            Event::Step { epoch, step, loss } => {
-                self.current_epoch = epoch;
-                self.current_step = step;
-                if let Some(loss) = loss {
-                    let global = u64::from(epoch - 1) * self.steps_per_epoch + step;
-                    self.steps.push(StepMetrics {
-                        epoch,
-                        step: global,
-                        loss,
-                    });
-                }
-            }
-            Event::Epoch { record, snapshot } => self.epochs.push_back((record, snapshot)),
-        }
-    }
-
-    /// One heartbeat: sampled steps plus the oldest undelivered epoch (then its checkpoint).
-    async fn flush(&mut self) {
-        if self.stale {
-            return;
-        }
-        let epoch = self.epochs.front().map(|(r, _)| to_proto(r));
-        let request = ProgressRequest {
-            worker_id: self.ctx.worker_id.clone(),
-            run_id: self.assignment.run_id.clone(),
-            attempt: self.assignment.attempt,
-            steps: self.steps.clone(),
-            epoch,
-            current_epoch: self.current_epoch,
-            current_step: self.current_step,
-            steps_per_epoch: self.steps_per_epoch,
-        };
-        let mut client = self.ctx.client.clone();
-        match client.progress(request).await {
-            Ok(response) => {
-                self.steps.clear();
-                if response.into_inner().cancel {
-                    self.cancelled = true;
-                }
-                if let Some((_, snapshot)) = self.epochs.pop_front() {
-                    self.upload(&snapshot).await;
-                }
-            }
-            Err(status) if is_transient(&status) => {
-                tracing::debug!("progress not delivered, will retry: {}", status.message());
-            }
-            Err(status) => self.refused(&status),
-        }
-    }
-
-    /// Flushes until every epoch is delivered (or the coordinator refuses or stays away).
-    async fn flush_all(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            self.flush().await;
-            if self.stale || self.epochs.is_empty() || Instant::now() > deadline {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn upload(&mut self, snapshot: &Path) {
-        let epoch = snapshot
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.strip_prefix("epoch-"))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let bytes = match std::fs::read(snapshot) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("cannot read checkpoint {}: {e}", snapshot.display());
-                return;
-            }
-        };
-        let chunks: Vec<CheckpointChunk> = bytes
-            .chunks(CHUNK_BYTES)
-            .map(|data| CheckpointChunk {
-                run_id: self.assignment.run_id.clone(),
-                attempt: self.assignment.attempt,
-                epoch,
-                data: data.to_vec(),
-                worker_id: self.ctx.worker_id.clone(),
-            })
-            .collect();
-        let result = retry(self.ctx, |mut c| {
-            let stream = tokio_stream::iter(chunks.clone());
-            async move { c.upload_checkpoint(stream).await }
-        })
-        .await;
-        match result {
-            Ok(_) => {
-                let _ = std::fs::remove_file(snapshot);
-            }
-            Err(status) if is_transient(&status) => {
-                tracing::warn!(
-                    "checkpoint of epoch {epoch} not uploaded: {}",
-                    status.message()
-                );
-            }
-            Err(status) => self.refused(&status),
-        }
-    }
-
-    fn refused(&mut self, status: &tonic::Status) {
-        match status.code() {
-            Code::FailedPrecondition | Code::NotFound | Code::Aborted => {
-                self.stale = true;
-            }
-            _ => tracing::warn!("coordinator refused progress: {}", status.message()),
         }
     }
 }

@@ -81,6 +81,8 @@ pub trait Observer {
     fn on_start(&mut self, _params: u64, _start_epoch: u32, _steps_per_epoch: u64) {}
     /// A training step finished; `loss` is given one step out of `log_every_steps`.
     fn on_step(&mut self, _epoch: u32, _step: u64, _steps_per_epoch: u64, _loss: Option<f64>) {}
+    /// An evaluation batch finished (evaluation is progress too: a watchdog counts it).
+    fn on_eval_step(&mut self, _epoch: u32, _batch: u64) {}
     /// An epoch finished and its checkpoint is on disk at `checkpoint`.
     fn on_epoch(&mut self, _record: &EpochRecord, _checkpoint: &std::path::Path) {}
 }
@@ -395,7 +397,11 @@ fn run_epochs(
         };
         let train_seconds = epoch_started.elapsed().as_secs_f64();
         average_buffers(replica, collective)?;
-        let (eval_loss, eval_acc) = evaluate(replica, spec, &data.eval, collective)?;
+        let Some((eval_loss, eval_acc)) =
+            evaluate(replica, opts, &data.eval, collective, observer, epoch + 1)?
+        else {
+            return Ok(EpochsEnd::Stopped(epoch));
+        };
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: train.loss,
@@ -565,21 +571,30 @@ fn average_buffers(replica: &mut Replica, collective: &dyn Collective) -> Result
     Ok(())
 }
 
-/// Mean loss and accuracy on the eval split, each replica taking its shard.
+/// Mean loss and accuracy on the eval split, each replica taking its shard; `None` when a
+/// stop was requested meanwhile.
 fn evaluate(
     replica: &mut Replica,
-    spec: &RunSpec,
+    opts: &TrainOptions,
     split: &Split,
     collective: &dyn Collective,
-) -> Result<(f64, f64), TrainError> {
+    observer: &mut dyn Observer,
+    epoch: u32,
+) -> Result<Option<(f64, f64)>, TrainError> {
+    let spec = &opts.spec;
     let device = replica.device;
     let autocast = spec.mixed_precision && device.is_cuda();
-    let opts = eval_options(spec, replica.rank, collective.world());
+    let eval_opts = eval_options(spec, replica.rank, collective.world());
     let loss_sum = Tensor::zeros([], (Kind::Double, device));
     let correct = Tensor::zeros([], (Kind::Int64, device));
     let mut seen = 0u64;
+    let mut stopped = false;
     tch::no_grad(|| -> Result<(), TrainError> {
-        for batch in split.batches(&opts) {
+        for (index, batch) in split.batches(&eval_opts).enumerate() {
+            if opts.stop.load(Ordering::Relaxed) {
+                stopped = true;
+                break;
+            }
             let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
             let images = batch.images.to_device(device);
             let labels = batch.labels.to_device(device);
@@ -593,9 +608,17 @@ fn evaluate(
             let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let _ = correct.shallow_clone().g_add_(&hits);
             seen += n as u64;
+            observer.on_eval_step(epoch, index as u64 + 1);
         }
         Ok(())
     })?;
+    if stopped {
+        // Peers that did not see the flag yet must not wait at the reduction below.
+        if collective.world() > 1 {
+            collective.abort("stopped during evaluation");
+        }
+        return Ok(None);
+    }
     let mut totals = Tensor::stack(
         &[
             loss_sum.to_device(Device::Cpu),
@@ -607,5 +630,5 @@ fn evaluate(
     collective.all_reduce_sum(replica.rank, &mut totals)?;
     let v = Vec::<f64>::try_from(&totals)?;
     let n = v[2].max(1.0);
-    Ok((v[0] / n, v[1] / n))
+    Ok(Some((v[0] / n, v[1] / n)))
 }
