@@ -14,6 +14,9 @@ use crate::state::now_ms;
 pub(super) struct StatusArgs {
     /// Experiment id or name; without it, every experiment.
     experiment: Option<String>,
+    /// Print JSON (the experiments with their runs) instead of tables.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -49,14 +52,26 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
                 percent(r.best_eval_acc),
                 duration(r.elapsed_seconds),
                 r.worker.clone(),
-                r.error.clone(),
+                if r.error.is_empty() {
+                    r.pending_reason.clone()
+                } else {
+                    r.error.clone()
+                },
             ]
         })
         .collect();
     out.push_str(&table(
         &[
-            "RUN", "NAME", "STATE", "ATTEMPT", "EPOCH", "LOSS", "BEST ACC", "TIME", "WORKER",
-            "ERROR",
+            "RUN",
+            "NAME",
+            "STATE",
+            "ATTEMPT",
+            "EPOCH",
+            "LOSS",
+            "BEST ACC",
+            "TIME",
+            "WORKER",
+            "ERROR / WAITING FOR",
         ],
         &rows,
     ));
@@ -65,6 +80,11 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
 
 pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.remote.connect().await?;
+    if args.json {
+        let json = super::status_json::fetch(&mut client, args.experiment.as_deref()).await?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     match &args.experiment {
         Some(experiment) => {
             let status = client

@@ -7,7 +7,9 @@ use tonic::Status;
 use tracing::error;
 
 use crate::scheduler::SchedError;
-use crate::state::{Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration};
+use crate::state::{
+    Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration, WorkerView,
+};
 use crate::store::{ExperimentRow, RunRow};
 
 impl From<CoordError> for Status {
@@ -192,6 +194,24 @@ fn run_status(r: &RunRow, now: u64) -> proto::RunStatus {
         last_eval_acc: r.last_eval_acc.unwrap_or(-1.0),
         error: r.error.clone().unwrap_or_default(),
         elapsed_seconds: r.elapsed_seconds(now),
+        pending_reason: r.pending_reason.clone().unwrap_or_default(),
+        gpus: r.gpus,
+        checkpoint_epoch: r.checkpoint_epoch.unwrap_or(0),
+    }
+}
+
+/// A worker as `ablate workers` shows it.
+pub(super) fn worker_entry(w: &WorkerView) -> proto::WorkerInfoEntry {
+    proto::WorkerInfoEntry {
+        id: w.info.id.clone(),
+        name: w.info.name.clone(),
+        devices: w.info.devices.clone(),
+        busy: w.busy.clone(),
+        runs: w.runs.clone(),
+        last_seen_unix_ms: w.last_seen_ms.unwrap_or(0),
+        protocol_version: ablate_common::proto::PROTOCOL_VERSION,
+        live: w.connected,
+        threads: w.info.threads,
     }
 }
 

@@ -223,6 +223,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (id, grid text) of every experiment that has runs not yet terminal.
+    pub fn unfinished_grids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.id, e.grid_toml FROM experiments e WHERE EXISTS (SELECT 1 FROM runs r
+             WHERE r.experiment_id = e.id AND r.state IN ('queued', 'running'))
+             ORDER BY e.seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// An experiment by id, else the newest with that name.
     pub fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>, StoreError> {
         let sql = format!(
@@ -442,7 +453,7 @@ const RUN_SELECT: &str = "SELECT r.id, r.experiment_id, r.name, r.model, r.state
     (SELECT MAX(eval_acc) FROM epochs WHERE run_id = r.id),
     (SELECT eval_acc FROM epochs WHERE run_id = r.id ORDER BY epoch DESC LIMIT 1),
     (SELECT COUNT(*) FROM epochs WHERE run_id = r.id),
-    r.error, r.wall_s, r.attempt_started_ms
+    r.error, r.wall_s, r.attempt_started_ms, r.gpus, r.checkpoint_epoch
     FROM runs r";
 
 /// A run row before its state is parsed.
@@ -481,6 +492,9 @@ fn run_row_raw(row: &Row<'_>) -> rusqlite::Result<RawRunRow> {
             error: row.get(15)?,
             wall_s: row.get(16)?,
             attempt_started_ms: row.get(17)?,
+            gpus: row.get(18)?,
+            checkpoint_epoch: row.get(19)?,
+            pending_reason: None,
         },
     })
 }

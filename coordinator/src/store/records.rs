@@ -141,6 +141,12 @@ pub struct RunRow {
     pub wall_s: f64,
     /// When the current attempt started.
     pub attempt_started_ms: Option<Millis>,
+    /// GPUs the run needs (0: a CPU run).
+    pub gpus: u32,
+    /// Epoch of the stored checkpoint.
+    pub checkpoint_epoch: Option<u32>,
+    /// Why a queued run is not running (filled in by the coordinator, not stored).
+    pub pending_reason: Option<String>,
 }
 
 impl RunRow {

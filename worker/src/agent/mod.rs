@@ -4,6 +4,7 @@
 
 mod connection;
 mod session;
+pub mod test_hold;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

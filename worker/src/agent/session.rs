@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tonic::Code;
 
 use super::connection::{is_transient, Client};
+use super::test_hold::TestHold;
 use crate::train::{self, checkpoint, Observer, Outcome, TrainError, TrainOptions};
 
 /// Size of one checkpoint chunk on the wire.
@@ -77,6 +78,8 @@ enum Event {
 
 struct ChannelObserver {
     tx: mpsc::UnboundedSender<Event>,
+    hold: Option<TestHold>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Observer for ChannelObserver {
@@ -102,6 +105,9 @@ impl Observer for ChannelObserver {
             record: *record,
             snapshot,
         });
+        if let Some(hold) = &self.hold {
+            hold.wait(&self.stop);
+        }
     }
 }
 
@@ -137,8 +143,14 @@ pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionE
     };
 
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let hold = TestHold::from_env(&run_id);
+    let observer_stop = stop.clone();
     let mut training = tokio::task::spawn_blocking(move || {
-        let mut observer = ChannelObserver { tx };
+        let mut observer = ChannelObserver {
+            tx,
+            hold,
+            stop: observer_stop,
+        };
         train::train(&prepared.options, &prepared.data, &mut observer)
     });
 
