@@ -10,14 +10,15 @@
 #
 # The base image: $BASE_IMAGE when set; else debian:bookworm-slim when it is present or
 # can be pulled; else the local ablate-base:bookworm, built by deploy/base-image.sh.
-# Build contexts are staged under ~/.cache/ablate/image-context/ (hard links where possible):
+# Build contexts are staged under $ABLATE_IMAGE_CONTEXT, default ~/.cache/ablate/image-context/
+# (hard links where possible):
 # the stripped binaries, and for the worker only the torch-wheel libraries it loads.
 set -euo pipefail
 
 DEPLOY="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$DEPLOY")"
 CACHE_DIR="${ABLATE_CACHE_DIR:-$HOME/.cache/ablate}"
-CONTEXT_ROOT="$CACHE_DIR/image-context"
+CONTEXT_ROOT="${ABLATE_IMAGE_CONTEXT:-$CACHE_DIR/image-context}"
 PROFILE=release
 BIN_DIR=""
 TAG="${ABLATE_TAG:-latest}"

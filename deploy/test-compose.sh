@@ -9,12 +9,16 @@
 #      (the run is re-queued, attempt + 1) and, once it is reconnected, its late reports
 #      must be refused;
 #   6. checks that the report has every run of the grid exactly once, all completed.
+# Each fault happens at a moment made by construction, not caught by polling: the workers
+# run with the test-only hold (ABLATE_TEST_HOLD_DIR, worker/src/agent/test_hooks.rs), so a
+# run stops after each epoch while DIR/hold exists, until DIR/<run id> lets it go on. The
+# test reads the state through `ablate status --json` and `ablate workers --json`.
 # Removes its containers, network and volume whatever happens. Prints a SKIP line and
 # exits 0 when there is no Docker engine or no Compose.
 #
 # Environment: ABLATE_BIN_DIR (use DIR/ablate and DIR/ablate-worker instead of building
-# the debug binaries), BASE_IMAGE (see build-images.sh), ABLATE_TEST_KEEP=1 (leave the
-# stack up for inspection).
+# the debug binaries), BASE_IMAGE (see build-images.sh), ABLATE_TEST_TAG (image tag,
+# default compose-test), ABLATE_TEST_KEEP=1 (leave the stack up for inspection).
 set -euo pipefail
 
 DEPLOY="$(cd "$(dirname "$0")" && pwd)"
@@ -40,7 +44,10 @@ command -v python3 >/dev/null 2>&1 || fail "python3 is needed to read JSON"
   fail "no Fashion-MNIST under ${ABLATE_DATASETS:-/usr/share/datasets} (deploy/setup.sh installs dataset-fashion-mnist)"
 
 # --- images ---------------------------------------------------------------------------
-TAG=compose-test
+# ABLATE_TEST_TAG: another image tag (and build context), so that test runs from several
+# checkouts on one Docker engine do not replace each other's images.
+TAG="${ABLATE_TEST_TAG:-compose-test}"
+export ABLATE_IMAGE_CONTEXT="${ABLATE_IMAGE_CONTEXT:-${ABLATE_CACHE_DIR:-$HOME/.cache/ablate}/image-context/$TAG}"
 if [ -n "${ABLATE_BIN_DIR:-}" ]; then
   "$DEPLOY/build-images.sh" --bin-dir "$ABLATE_BIN_DIR" --tag "$TAG"
   BIN_DIR="$ABLATE_BIN_DIR"
@@ -70,11 +77,24 @@ export ABLATE_DATASETS="${ABLATE_DATASETS:-/usr/share/datasets}"
 export RUST_LOG="${RUST_LOG:-info}"
 TOKEN="test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 echo "ABLATE_TOKEN=$TOKEN" >"$ABLATE_ENV_FILE"
+# The test hold: runs wait after each epoch while $HOLD/hold exists (and $HOLD/<run id>
+# does not). Created before the stack starts, so no run can get past its first epoch
+# unnoticed.
+HOLD="$TMP/hold"
+mkdir -p "$HOLD"
+chmod 755 "$TMP" "$HOLD"
+touch "$HOLD/hold"
 # Short leases, so that a vanished worker loses its run within seconds.
-cat >"$TMP/compose.test.yml" <<'EOF'
+cat >"$TMP/compose.test.yml" <<EOF
 services:
   coordinator:
     command: ["serve", "--listen", "0.0.0.0:50051", "--data-dir", "/data", "--lease-ttl", "6s"]
+  cpu-worker-1:
+    environment: { ABLATE_TEST_HOLD_DIR: /hold }
+    volumes: ["$HOLD:/hold:ro"]
+  cpu-worker-2:
+    environment: { ABLATE_TEST_HOLD_DIR: /hold }
+    volumes: ["$HOLD:/hold:ro"]
 EOF
 FILES=(-f "$DEPLOY/docker-compose.yml" -f "$DEPLOY/docker-compose.cpu.yml" -f "$TMP/compose.test.yml")
 compose() { "${COMPOSE[@]}" "${FILES[@]}" "$@"; }
@@ -132,8 +152,19 @@ URL="http://$HOSTPORT"
 export ABLATE_TOKEN="$TOKEN"
 log "coordinator healthy at $URL"
 
+# Both workers registered, so that the grid is placed on both from the start (and the
+# submit has no reason to warn that no connected worker fits its runs).
+two_workers() {
+  "$ABLATE" workers --json --coordinator "$URL" 2>/dev/null | python3 -c '
+import json, sys
+w = [w for w in json.load(sys.stdin)["workers"] if w["connected"]]
+sys.exit(0 if len(w) >= 2 else 1)'
+}
+wait_for 120 "both workers to register" two_workers
+
 # --- submit ---------------------------------------------------------------------------
-"$ABLATE" submit "$DEPLOY/test-grid.toml" --coordinator "$URL" | tee "$TMP/submit.out"
+"$ABLATE" submit "$DEPLOY/test-grid.toml" --coordinator "$URL" 2>"$TMP/submit.err" | tee "$TMP/submit.out"
+! grep -q warning "$TMP/submit.err" || fail "the submit warned: $(cat "$TMP/submit.err")"
 EXP="compose-test"
 RUNS=$(python3 - "$DEPLOY/test-grid.toml" <<'EOF'
 import math, sys, tomllib
@@ -143,48 +174,28 @@ EOF
 )
 log "submitted $EXP: $RUNS runs"
 
-# status: the experiment's runs, one JSON object a line, read from `ablate status EXP`'s
-# table (left-aligned columns: each starts where its header does):
-#   {"id", "name", "state", "attempt", "worker", "epoch", "epochs", "step", "epoch_done"}
-# where epoch/epochs/step come from EPOCH ("2/3 15/188" while running) and epoch_done says
-# whether an epoch has finished (BEST ACC is not "-").
+# status: the experiment's runs, one JSON object a line, from `ablate status --json`
+# (see coordinator/src/cli/status_json.rs for the fields).
 status() {
-  "$ABLATE" status "$EXP" --coordinator "$URL" >"$TMP/status.txt" 2>"$TMP/status.err" || return 1
-  python3 - "$TMP/status.txt" <<'EOF'
-import json, re, sys
-lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
-head = next(i for i, l in enumerate(lines) if l.startswith("RUN "))
-cols = ["RUN", "NAME", "STATE", "ATTEMPT", "EPOCH", "LOSS", "BEST ACC", "TIME", "WORKER", "ERROR"]
-starts = [lines[head].index(c) for c in cols]
-for line in lines[head + 1:]:
-    cell = dict(zip(cols, (line[a:b].strip() for a, b in zip(starts, starts[1:] + [None]))))
-    m = re.match(r"(\d+)/(\d+)(?: (\d+)/\d+)?", cell["EPOCH"])
-    print(json.dumps({
-        "id": cell["RUN"], "name": cell["NAME"], "state": cell["STATE"],
-        "attempt": int(cell["ATTEMPT"] or 0), "worker": cell["WORKER"],
-        "epoch": int(m.group(1)) if m else 0,
-        "epochs": int(m.group(2)) if m else 0,
-        "step": int(m.group(3)) if m and m.group(3) else 0,
-        "epoch_done": cell["BEST ACC"] not in ("", "-"),
-    }))
-EOF
+  "$ABLATE" status "$EXP" --json --coordinator "$URL" >"$TMP/status.json" 2>"$TMP/status.err" || return 1
+  python3 -c '
+import json, sys
+for r in json.load(open(sys.argv[1]))["experiments"][0]["runs"]:
+    print(json.dumps(r))' "$TMP/status.json"
 }
-# run_on WORKER NEED: prints "RUN ATTEMPT" of a run that the worker named WORKER (its
-# coordinator id is w-WORKER-<8 hex>) is training, past its first step (NEED=step) or
-# past its first epoch, so with a checkpoint on the coordinator (NEED=epoch), and with at
-# least one whole epoch left.
-run_on() {
+# held_on WORKER: prints "RUN ATTEMPT" of the run that the worker named WORKER (its
+# coordinator id is w-WORKER-<8 hex>) holds at the test hold: running, an epoch stored and
+# its checkpoint on the coordinator, epochs left. Nothing while there is none.
+held_on() {
   status | python3 -c '
 import json, re, sys
-worker, need = sys.argv[1], sys.argv[2]
+worker = sys.argv[1]
 for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
     r = json.loads(line)
-    if r["state"] != "running" or not re.fullmatch(re.escape("w-" + worker) + "-[0-9a-f]{8}", r["worker"]):
+    if r["state"] != "running" or not re.fullmatch(re.escape("w-" + worker) + "-[0-9a-f]{8}", r["worker"] or ""):
         continue
-    if r["epoch"] >= r["epochs"]:
-        continue  # in its last epoch: it could finish before we act
-    if (need == "epoch" and r["epoch_done"]) or (need == "step" and r["step"] > 0):
-        print(r["id"], r["attempt"]); break' "$1" "$2"
+    if r["checkpoint_epoch"] >= 1 and r["checkpoint_epoch"] < r["epochs"]:
+        print(r["id"], r["attempt"]); break' "$1"
 }
 # run_field RUN FIELD
 run_field() {
@@ -197,46 +208,63 @@ for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
 running() { [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ]; }
 # logs CONTAINER: its log without ANSI colours.
 logs() { docker logs "$1" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'; }
+# pass RUN: lets RUN go on past the hold (every later epoch too).
+pass() { touch "$HOLD/$1"; }
 
 # --- 4: kill a worker mid-run ---------------------------------------------------------
-KILLED_RUN=""
-busy_w1() { read -r KILLED_RUN KILLED_ATTEMPT < <(run_on cpu-worker-1 epoch) && [ -n "$KILLED_RUN" ]; }
-wait_for 600 "cpu-worker-1 to finish an epoch of a run" busy_w1
-log "docker kill cpu-worker-1 while it trains run $KILLED_RUN (attempt $KILLED_ATTEMPT, an epoch done)"
+# Each worker takes one run and stops at the hold after its first epoch: a stable state.
+KILLED_RUN="" HELD_RUN=""
+held_w1() { read -r KILLED_RUN KILLED_ATTEMPT < <(held_on cpu-worker-1) && [ -n "$KILLED_RUN" ]; }
+held_w2() { read -r HELD_RUN HELD_ATTEMPT < <(held_on cpu-worker-2) && [ -n "$HELD_RUN" ]; }
+wait_for 600 "cpu-worker-1 to hold a run after its first epoch" held_w1
+wait_for 600 "cpu-worker-2 to hold a run after its first epoch" held_w2
+log "docker kill cpu-worker-1 while it holds run $KILLED_RUN (attempt $KILLED_ATTEMPT, epoch $(run_field "$KILLED_RUN" checkpoint_epoch) stored)"
 docker kill "$W1" >/dev/null
-# Its lease expires; cpu-worker-2, the only worker left, takes the run over from its
-# checkpoint and completes it.
+# Its lease expires and the run is queued again; it stays queued, since cpu-worker-2 holds
+# its own run. Then both runs get a pass: cpu-worker-2 finishes its run and takes the
+# killed one next (the queue's head: it has the lowest index of the queued runs), resuming
+# from its checkpoint; the run after that stops at the hold again.
+requeued() { [ "$(run_field "$KILLED_RUN" state)" = queued ]; }
+wait_for 120 "run $KILLED_RUN to be queued again" requeued
+log "run $KILLED_RUN is queued again: $(run_field "$KILLED_RUN" pending_reason)"
+pass "$HELD_RUN"
+pass "$KILLED_RUN"
 finished() { [ "$(run_field "$1" state)" = finished ]; }
 wait_for 600 "run $KILLED_RUN to finish" finished "$KILLED_RUN"
 ! running "$W1" || fail "cpu-worker-1 came back by itself"
 logs "$W2" | grep 'run completed' | grep -q "$KILLED_RUN" ||
   fail "cpu-worker-2's log does not show run $KILLED_RUN completed"
-log "run $KILLED_RUN finished on cpu-worker-2 (attempt $(run_field "$KILLED_RUN" attempt))"
+logs "$W2" | grep -q "resuming run $KILLED_RUN after epoch" ||
+  fail "cpu-worker-2 did not resume run $KILLED_RUN from its checkpoint"
+log "run $KILLED_RUN finished on cpu-worker-2 (attempt $(run_field "$KILLED_RUN" attempt)), resumed from its checkpoint"
 
 # --- 5: cut a worker off the network mid-run ------------------------------------------
-docker start "$W1" >/dev/null           # two workers again: the cut-off run can move over
+# cpu-worker-2 holds its next run after an epoch; cpu-worker-1 comes back and holds one too
+# (so the cut-off run stays queued once its lease expires).
 CUT_RUN=""
-busy_w2() { read -r CUT_RUN CUT_ATTEMPT < <(run_on cpu-worker-2 step) && [ -n "$CUT_RUN" ]; }
-wait_for 300 "cpu-worker-2 to be training a run" busy_w2
-log "docker network disconnect cpu-worker-2 while it trains run $CUT_RUN (attempt $CUT_ATTEMPT)"
+held_cut() { read -r CUT_RUN CUT_ATTEMPT < <(held_on cpu-worker-2) && [ -n "$CUT_RUN" ] && [ "$CUT_RUN" != "$KILLED_RUN" ]; }
+wait_for 600 "cpu-worker-2 to hold its next run after an epoch" held_cut
+docker start "$W1" >/dev/null
+W1_RUN=""
+held_w1_again() { read -r W1_RUN _ < <(held_on cpu-worker-1) && [ -n "$W1_RUN" ]; }
+wait_for 600 "the restarted cpu-worker-1 to hold a run" held_w1_again
+log "docker network disconnect cpu-worker-2 while it holds run $CUT_RUN (attempt $CUT_ATTEMPT)"
 docker network disconnect "$NETWORK" "$W2"
-# The lease expires: the run is queued again, or already running elsewhere (attempt + 1).
-expired() {
-  local state attempt
-  state="$(run_field "$CUT_RUN" state)"
-  attempt="$(run_field "$CUT_RUN" attempt)"
-  [ "$state" = queued ] || [ "${attempt:-0}" -gt "$CUT_ATTEMPT" ]
-}
-wait_for 60 "the lease of run $CUT_RUN to expire" expired
+# The lease expires: the run is queued again (cpu-worker-1 holds its own run), attempt
+# unchanged until a worker takes it.
+requeued_cut() { [ "$(run_field "$CUT_RUN" state)" = queued ]; }
+wait_for 120 "the lease of run $CUT_RUN to expire" requeued_cut
 logs "$COORD" | grep -q "lease expired: worker cpu-worker-2" ||
   fail "the coordinator's log does not show cpu-worker-2's lease expiring"
-log "lease expired: run $CUT_RUN is $(run_field "$CUT_RUN" state) at attempt $(run_field "$CUT_RUN" attempt); reconnecting cpu-worker-2"
+log "lease expired: run $CUT_RUN is queued ($(run_field "$CUT_RUN" pending_reason)); reconnecting cpu-worker-2"
 docker network connect "$NETWORK" "$W2"
+# cpu-worker-2 still holds its attempt and reports on it: refused (fenced off).
 refused() { logs "$W2" | grep -E 'fenced off|completion refused' | grep -q "$CUT_RUN"; }
 wait_for 180 "cpu-worker-2's late reports on run $CUT_RUN to be refused" refused
 log "cpu-worker-2's late report was refused: $(logs "$W2" | grep -E 'fenced off|completion refused' | grep "$CUT_RUN" | tail -1)"
 
 # --- 6: the report --------------------------------------------------------------------
+rm -f "$HOLD/hold"   # every run goes on to its end
 all_done() {
   status | python3 -c '
 import json, sys

@@ -1,8 +1,11 @@
 //! The ablate coordinator.
 //!
 //! # Layout
-//! - [`scheduler`]: pure scheduling logic: queue order, placement by free devices, leases,
-//!   expiry, attempts, fencing (no I/O; unit-tested with explicit clocks).
+//! - [`scheduler`]: pure scheduling logic: fair share, reservations, packing, leases,
+//!   expiry, attempts, fencing, pending reasons (no I/O; unit-tested with explicit clocks);
+//!   [`fair_queue`]: its queue and lease indexes.
+//! - [`local_fit`]: `ablate run`'s check that its local workers can run the grid.
+//! - [`sim`]: the scheduling simulation (`sched-sim`).
 //! - [`store`]: the SQLite store; every state change one transaction.
 //! - [`state`]: the coordinator state ([`state::Coordinator`]): scheduler + store +
 //!   checkpoints behind one lock; the operations the services delegate to.
@@ -21,10 +24,13 @@ pub mod checkpoints;
 pub mod cli;
 pub mod cli_models;
 pub mod client;
+pub mod fair_queue;
+pub mod local_fit;
 pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod sim;
 pub mod single_node;
 pub mod state;
 pub mod store;

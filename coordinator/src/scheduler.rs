@@ -14,10 +14,27 @@
 //! is `failed` with the last reason. A release (worker shutdown) re-queues without counting
 //! as a failure. A cancelled run that is still leased keeps its devices until the worker
 //! releases it or the lease lapses.
+//!
+//! # Placement
+//! A worker asks with its free devices; the scheduler picks the run:
+//! - **fair share**: experiments with queued runs are visited by the devices they hold per
+//!   unit of weight (their grid's `priority`), smallest first, so experiments interleave;
+//!   within an experiment, runs go in index order;
+//! - **reservation**: the first experiment of that order whose head (its first queued run)
+//!   needs several GPUs gets one worker for that run, the connected one with the most free
+//!   GPUs among those large enough; that worker's GPUs go to nothing else until the run fits
+//!   there (other workers backfill freely: they cannot delay it);
+//! - **one node**: all GPUs of a run are on the asking worker;
+//! - **packing**: a GPU run does not break the last hole a larger queued run needs when a
+//!   connected worker with a tighter fit exists.
+//!
+//! Every queued run has a pending reason ([`Scheduler::pending`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+
+use crate::fair_queue::FairQueue;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -303,6 +320,127 @@ pub struct Scheduler {
     runs: HashMap<String, RunSched>,
     queue: BTreeSet<(u64, u32, String)>,
     workers: HashMap<String, WorkerInfo>,
+    index: FairQueue,
+    last_seen: HashMap<String, Millis>,
+}
+
+/// The head of the fair order that holds a worker for itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The run.
+    pub run_id: String,
+    /// GPUs it needs.
+    pub gpus: u32,
+    /// The worker held for it.
+    pub worker_id: String,
+    /// GPUs free there now.
+    pub free: u32,
+}
+
+/// What the connected workers offer, as the coordinator counts it.
+#[derive(Debug, Clone, Default)]
+struct ClusterView {
+    /// (worker id, GPUs, GPUs not under a lease) of each connected worker.
+    gpu_workers: Vec<(String, u32, u32)>,
+    /// Connected workers in all.
+    connected: usize,
+    /// Whether a connected worker offers `cpu`.
+    any_cpu: bool,
+    /// Whether a connected worker's `cpu` is free.
+    cpu_free: bool,
+    /// The most GPUs of one connected worker.
+    max_gpus: u32,
+}
+
+/// Pending reasons of queued runs, computed against one view of the cluster.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    sched: &'a Scheduler,
+    view: ClusterView,
+    reservation: Option<Reservation>,
+}
+
+impl Pending<'_> {
+    /// Why a queued run is not running; `None` for a run that is not queued.
+    pub fn reason(&self, run: &RunSched) -> Option<String> {
+        if run.state != RunState::Queued {
+            return None;
+        }
+        let v = &self.view;
+        if v.connected == 0 {
+            return Some("no worker is connected".to_string());
+        }
+        Some(match run.demand {
+            Demand::Cpu if !v.any_cpu => format!(
+                "needs a CPU worker; none of the {} connected workers offers `cpu`",
+                v.connected
+            ),
+            Demand::Cpu if v.cpu_free => "ready: waiting for a free CPU worker to ask".into(),
+            Demand::Cpu => "waiting for a CPU worker to free up".into(),
+            Demand::Gpus(n) if n > v.max_gpus => match v.max_gpus {
+                0 => format!(
+                    "needs {n} GPU{} on one worker; no connected worker has a GPU",
+                    plural(n)
+                ),
+                m => format!("needs {n} GPUs on one worker; the largest has {m}"),
+            },
+            Demand::Gpus(n) => match &self.reservation {
+                Some(r) if r.run_id == run.id => format!(
+                    "waiting for a reservation: worker {} is held for it ({} of {n} GPUs free)",
+                    self.sched.worker_name(&r.worker_id),
+                    r.free
+                ),
+                reservation => {
+                    let most_free = v
+                        .gpu_workers
+                        .iter()
+                        .filter(|(w, ..)| reservation.as_ref().is_none_or(|r| &r.worker_id != w))
+                        .map(|(_, _, free)| *free)
+                        .max()
+                        .unwrap_or(0);
+                    if most_free >= n {
+                        format!(
+                            "ready: waiting for a worker with {n} free GPU{} to ask",
+                            plural(n)
+                        )
+                    } else {
+                        let held = reservation
+                            .as_ref()
+                            .map(|r| {
+                                format!(
+                                    "; worker {} is held for run {}",
+                                    self.sched.worker_name(&r.worker_id),
+                                    r.run_id
+                                )
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            "waiting for {n} free GPU{} on one worker (the most free now: {most_free}){held}",
+                            plural(n)
+                        )
+                    }
+                }
+            },
+        })
+    }
+
+    /// The reservation of this view.
+    pub fn reservation(&self) -> Option<&Reservation> {
+        self.reservation.as_ref()
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The number of `cuda:N` devices in a list.
+fn gpu_count(devices: &[String]) -> u32 {
+    devices.iter().filter(|d| d.starts_with("cuda:")).count() as u32
 }
 
 impl Scheduler {
@@ -313,7 +451,169 @@ impl Scheduler {
             runs: HashMap::new(),
             queue: BTreeSet::new(),
             workers: HashMap::new(),
+            index: FairQueue::default(),
+            last_seen: HashMap::new(),
         }
+    }
+
+    /// A worker counts as connected for this long after it was last heard from.
+    pub fn liveness_ms(&self) -> Millis {
+        2 * self.lease_ttl_ms
+    }
+
+    /// Notes that a worker was heard from (registration, acquire, progress).
+    pub fn touch(&mut self, worker_id: &str, now: Millis) {
+        if self.workers.contains_key(worker_id) {
+            let seen = self.last_seen.entry(worker_id.to_string()).or_insert(now);
+            *seen = (*seen).max(now);
+        }
+    }
+
+    /// When a worker was last heard from (`None`: not since this scheduler started).
+    pub fn last_seen(&self, worker_id: &str) -> Option<Millis> {
+        self.last_seen.get(worker_id).copied()
+    }
+
+    /// Whether a worker was heard from within [`Scheduler::liveness_ms`].
+    pub fn is_connected(&self, worker_id: &str, now: Millis) -> bool {
+        self.last_seen
+            .get(worker_id)
+            .is_some_and(|t| now.saturating_sub(*t) < self.liveness_ms())
+    }
+
+    /// Sets an experiment's share weight (its grid's `priority`).
+    pub fn set_weight(&mut self, experiment_id: &str, weight: u32) {
+        self.index.set_weight(experiment_id, weight);
+    }
+
+    /// Every registered worker.
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerInfo> {
+        self.workers.values()
+    }
+
+    /// Devices of a worker under a lease.
+    pub fn busy_devices(&self, worker_id: &str) -> Vec<String> {
+        let mut busy: Vec<String> = self
+            .index
+            .busy(worker_id)
+            .map(|b| b.iter().cloned().collect())
+            .unwrap_or_default();
+        busy.sort();
+        busy
+    }
+
+    fn worker_name(&self, worker_id: &str) -> String {
+        self.workers
+            .get(worker_id)
+            .map(|w| w.name.clone())
+            .unwrap_or_else(|| worker_id.to_string())
+    }
+
+    fn view(&self, now: Millis) -> ClusterView {
+        let mut view = ClusterView::default();
+        for w in self.workers.values() {
+            if !self.is_connected(&w.id, now) {
+                continue;
+            }
+            view.connected += 1;
+            let busy = self.index.busy(&w.id);
+            if w.devices.iter().any(|d| d == "cpu") {
+                view.any_cpu = true;
+                if !busy.is_some_and(|b| b.contains("cpu")) {
+                    view.cpu_free = true;
+                }
+            }
+            let total = gpu_count(&w.devices);
+            if total > 0 {
+                let used =
+                    busy.map_or(0, |b| b.iter().filter(|d| d.starts_with("cuda:")).count()) as u32;
+                view.gpu_workers
+                    .push((w.id.clone(), total, total.saturating_sub(used)));
+                view.max_gpus = view.max_gpus.max(total);
+            }
+        }
+        view.gpu_workers.sort_by(|a, b| a.0.cmp(&b.0));
+        view
+    }
+
+    /// The first experiment of the fair order whose head (its first queued run that a
+    /// connected worker can ever hold) needs several GPUs, and the worker held for that run:
+    /// the one with the most free GPUs (then the smallest, then by id).
+    fn reservation_in(&self, view: &ClusterView) -> Option<Reservation> {
+        for exp in self.index.fair_order() {
+            let Some(head) = self.index.first_fitting(exp, |g| {
+                if g == 0 {
+                    view.any_cpu
+                } else {
+                    g <= view.max_gpus
+                }
+            }) else {
+                continue;
+            };
+            if head.gpus < 2 {
+                continue;
+            }
+            let (worker_id, _, free) = view
+                .gpu_workers
+                .iter()
+                .filter(|(_, total, _)| *total >= head.gpus)
+                .min_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)))?;
+            return Some(Reservation {
+                run_id: head.id.to_string(),
+                gpus: head.gpus,
+                worker_id: worker_id.clone(),
+                free: *free,
+            });
+        }
+        None
+    }
+
+    /// The current reservation, if any.
+    pub fn reservation(&self, now: Millis) -> Option<Reservation> {
+        self.reservation_in(&self.view(now))
+    }
+
+    /// Pending reasons against the cluster as it is at `now`.
+    pub fn pending(&self, now: Millis) -> Pending<'_> {
+        let view = self.view(now);
+        let reservation = self.reservation_in(&view);
+        Pending {
+            sched: self,
+            view,
+            reservation,
+        }
+    }
+
+    /// Why runs of these sizes (GPUs; 0 is CPU) cannot run on any connected worker, one
+    /// line a size; empty when every size fits a connected worker.
+    pub fn unfittable(&self, sizes: &BTreeMap<u32, usize>, now: Millis) -> Vec<String> {
+        let view = self.view(now);
+        let mut out = Vec::new();
+        for (&gpus, &count) in sizes {
+            let (runs, need) = if count == 1 {
+                ("1 run".to_string(), "needs")
+            } else {
+                (format!("{count} runs"), "need")
+            };
+            if view.connected == 0 {
+                out.push(
+                    "no worker is connected yet: the runs wait until one registers".to_string(),
+                );
+                break;
+            }
+            if gpus == 0 && !view.any_cpu {
+                out.push(format!(
+                    "{runs} {need} a CPU worker; none of the {} connected workers offers `cpu`",
+                    view.connected
+                ));
+            } else if gpus > view.max_gpus {
+                out.push(match view.max_gpus {
+                    0 => format!("{runs} {need} {gpus} GPU{} on one worker; no connected worker has a GPU", plural(gpus)),
+                    m => format!("{runs} {need} {gpus} GPUs on one worker; the largest connected worker has {m}"),
+                });
+            }
+        }
+        out
     }
 
     /// The lease time-to-live.
@@ -326,11 +626,13 @@ impl Scheduler {
         if let Some(old) = self.runs.get(&run.id) {
             self.queue
                 .remove(&(old.order.0, old.order.1, old.id.clone()));
+            self.index.remove(old);
         }
         if run.state == RunState::Queued {
             self.queue
                 .insert((run.order.0, run.order.1, run.id.clone()));
         }
+        self.index.add(&run);
         self.runs.insert(run.id.clone(), run);
     }
 
@@ -344,9 +646,19 @@ impl Scheduler {
         self.runs.get(id)
     }
 
+    /// Every run.
+    pub fn runs(&self) -> impl Iterator<Item = &RunSched> {
+        self.runs.values()
+    }
+
     /// A worker by id.
     pub fn worker(&self, id: &str) -> Option<&WorkerInfo> {
         self.workers.get(id)
+    }
+
+    /// How many runs are queued.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
     }
 
     /// Queued runs, in queue order.
@@ -420,9 +732,9 @@ impl Scheduler {
         }
     }
 
-    /// Plans the placement of the first queued run that fits the worker's free devices.
-    /// Devices the worker reports free but whose lease the coordinator still counts are not
-    /// used (their run may still be running there).
+    /// Plans the placement of a queued run on the worker's free devices (see the module
+    /// docs for the policy). Devices the worker reports free but whose lease the coordinator
+    /// still counts are not used (their run may still be running there).
     pub fn acquire(
         &self,
         worker_id: &str,
@@ -439,57 +751,96 @@ impl Scheduler {
                 device: device.clone(),
             });
         }
-        let held: HashSet<&str> = self
-            .runs
-            .values()
-            .filter_map(|r| r.lease.as_ref())
-            .filter(|l| l.worker_id == worker_id)
-            .flat_map(|l| l.devices.iter().map(String::as_str))
-            .collect();
-        let available: Vec<&str> = free
+        let held = self.index.busy(worker_id);
+        let available: BTreeSet<&str> = free
             .iter()
             .map(String::as_str)
-            .filter(|d| !held.contains(d))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .filter(|d| !held.is_some_and(|h| h.contains(*d)))
             .collect();
-        let cpu_free = available.contains(&"cpu");
+        let cpu_free = available.contains("cpu");
         let mut gpus: Vec<(usize, &str)> = available
             .iter()
             .filter_map(|d| Some((d.strip_prefix("cuda:")?.parse::<usize>().ok()?, *d)))
             .collect();
         gpus.sort();
-        for run in self.queued() {
-            let devices: Vec<String> = match run.demand {
-                Demand::Cpu if cpu_free => vec!["cpu".to_string()],
-                Demand::Gpus(n) if n as usize <= gpus.len() => gpus[..n as usize]
-                    .iter()
-                    .map(|(_, d)| d.to_string())
-                    .collect(),
-                _ => continue,
-            };
-            let mut after = run.clone();
-            after.state = RunState::Running;
-            after.attempt += 1;
-            after.lease = Some(Lease {
-                worker_id: worker_id.to_string(),
-                devices: devices.clone(),
-                deadline_ms: now + self.lease_ttl_ms,
-            });
-            return Ok(Some(Change {
-                before: run.clone(),
-                message: format!(
-                    "attempt {} on worker {} ({}) devices {}",
-                    after.attempt,
-                    worker.name,
-                    worker_id,
-                    devices.join(",")
-                ),
-                after,
-                kind: EventKind::Started,
-            }));
+        let n_free = gpus.len() as u32;
+        if !cpu_free && n_free == 0 {
+            return Ok(None);
         }
-        Ok(None)
+
+        let mut view = self.view(now);
+        if !view.gpu_workers.iter().any(|(w, ..)| w == worker_id) && n_free > 0 {
+            // Asking proves it is connected, even before its first `touch`.
+            view.gpu_workers
+                .push((worker_id.to_string(), gpu_count(&worker.devices), n_free));
+            view.max_gpus = view.max_gpus.max(gpu_count(&worker.devices));
+        }
+        let reservation = self.reservation_in(&view);
+        let reserved_here = reservation.as_ref().filter(|r| r.worker_id == worker_id);
+
+        let chosen: Option<&RunSched> = if let Some(r) = reserved_here.filter(|r| r.gpus <= n_free)
+        {
+            self.runs.get(&r.run_id)
+        } else {
+            // Free-GPU counts of the other connected workers not held for a reservation:
+            // where a small run would fit more tightly than here.
+            let mut tighter: BTreeMap<u32, usize> = BTreeMap::new();
+            for (w, _, f) in &view.gpu_workers {
+                if w != worker_id && reservation.as_ref().is_none_or(|r| &r.worker_id != w) {
+                    *tighter.entry(*f).or_default() += 1;
+                }
+            }
+            // The largest queued run that fits the hole here.
+            let largest = self.index.largest_queued_gpus(|g| g <= n_free);
+            let gpus_allowed = reserved_here.is_none();
+            let fits = |g: u32| -> bool {
+                if g == 0 {
+                    return cpu_free;
+                }
+                if !gpus_allowed || g > n_free {
+                    return false;
+                }
+                // Packing: a smaller run does not break the hole the largest fitting run
+                // needs when a connected worker fits it more tightly.
+                let breaks_hole = g < largest && n_free - g < largest;
+                !(breaks_hole && tighter.range(g..n_free).next().is_some())
+            };
+            self.index
+                .fair_order()
+                .into_iter()
+                .find_map(|exp| self.index.first_fitting(exp, fits))
+                .and_then(|head| self.runs.get(head.id))
+        };
+        let Some(run) = chosen else {
+            return Ok(None);
+        };
+        let devices: Vec<String> = match run.demand {
+            Demand::Cpu => vec!["cpu".to_string()],
+            Demand::Gpus(n) => gpus[..n as usize]
+                .iter()
+                .map(|(_, d)| d.to_string())
+                .collect(),
+        };
+        let mut after = run.clone();
+        after.state = RunState::Running;
+        after.attempt += 1;
+        after.lease = Some(Lease {
+            worker_id: worker_id.to_string(),
+            devices: devices.clone(),
+            deadline_ms: now + self.lease_ttl_ms,
+        });
+        Ok(Some(Change {
+            before: run.clone(),
+            message: format!(
+                "attempt {} on worker {} ({}) devices {}",
+                after.attempt,
+                worker.name,
+                worker_id,
+                devices.join(",")
+            ),
+            after,
+            kind: EventKind::Started,
+        }))
     }
 
     /// The run, if `worker_id` holds its lease for `attempt` (fencing).
@@ -732,6 +1083,44 @@ mod tests {
             devices: devices.iter().map(|d| d.to_string()).collect(),
             threads: 2,
         });
+        s.touch(id, 0);
+    }
+
+    fn gpu_worker(s: &mut Scheduler, id: &str, n: usize) {
+        let devices = gpus(n);
+        worker(
+            s,
+            id,
+            &devices.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+
+    /// A run already running on `worker`'s `devices` (placed before the test starts).
+    fn running(s: &mut Scheduler, id: &str, exp: u64, index: u32, w: &str, devices: &[&str]) {
+        let gpus = devices.iter().filter(|d| d.starts_with("cuda:")).count() as u32;
+        let mut r = RunSched::queued(
+            id,
+            &format!("e{exp}"),
+            (exp, index),
+            Demand::from_gpus(gpus),
+            3,
+        );
+        r.state = RunState::Running;
+        r.attempt = 1;
+        r.lease = Some(Lease {
+            worker_id: w.into(),
+            devices: names(devices),
+            deadline_ms: TTL,
+        });
+        s.insert_run(r);
+    }
+
+    /// The GPUs of `free` not used by `taken`.
+    fn minus(free: &[String], taken: &[String]) -> Vec<String> {
+        free.iter()
+            .filter(|d| !taken.contains(d))
+            .cloned()
+            .collect()
     }
 
     fn run(s: &mut Scheduler, id: &str, exp: u64, index: u32, gpus: u32) {
@@ -829,17 +1218,15 @@ mod tests {
     }
 
     #[test]
-    fn an_eight_gpu_run_does_not_fit_seven_free_gpus() {
+    fn an_eight_gpu_run_does_not_fit_seven_free_gpus_and_holds_them() {
         let mut s = Scheduler::new(TTL);
-        worker(
-            &mut s,
-            "w",
-            &gpus(8).iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        gpu_worker(&mut s, "w", 8);
         run(&mut s, "big", 1, 0, 8);
         run(&mut s, "small", 1, 1, 1);
-        let (id, devices) = take(&mut s, "w", &gpus(7), 0).unwrap();
-        assert_eq!((id.as_str(), devices), ("small", names(&["cuda:0"])));
+        // Seven free GPUs: not enough for `big`, and held for it (not given to `small`).
+        assert_eq!(s.acquire("w", &gpus(7), 0).unwrap(), None);
+        let (id, devices) = take(&mut s, "w", &gpus(8), 0).unwrap();
+        assert_eq!((id.as_str(), devices), ("big", gpus(8)));
     }
 
     #[test]
@@ -1106,5 +1493,214 @@ mod tests {
             assert_eq!(state.as_str().parse::<RunState>(), Ok(state));
         }
         assert!("done".parse::<RunState>().is_err());
+    }
+
+    // ---- placement policy -------------------------------------------------------------
+
+    #[test]
+    fn a_multi_gpu_head_reserves_a_worker_and_small_runs_backfill_elsewhere() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        for i in 0..4 {
+            run(&mut s, &format!("small{i}"), 1, i, 1);
+        }
+        run(&mut s, "big", 1, 4, 8);
+        for i in 5..40 {
+            run(&mut s, &format!("small{i}"), 1, i, 1);
+        }
+        // Four small runs hold four of w's GPUs when the big one reaches the head.
+        for i in 0..4 {
+            let (id, _) = take(&mut s, "w", &gpus(8)[i..], 0).unwrap();
+            assert_eq!(id, format!("small{i}"));
+        }
+        gpu_worker(&mut s, "x", 1);
+        // w is held for `big` (the small runs behind it would delay it there) ...
+        let r = s.reservation(0).expect("a reservation");
+        assert_eq!(
+            (r.run_id.as_str(), r.worker_id.as_str(), r.free),
+            ("big", "w", 4)
+        );
+        assert_eq!(s.acquire("w", &gpus(8)[4..], 0).unwrap(), None);
+        let pending = s.pending(0);
+        assert_eq!(
+            pending.reason(s.run("big").unwrap()).unwrap(),
+            "waiting for a reservation: worker host-w is held for it (4 of 8 GPUs free)"
+        );
+        // ... while x, which cannot delay it, backfills.
+        let (id, _) = take(&mut s, "x", &gpus(1), 0).unwrap();
+        assert_eq!(id, "small5");
+        // The small runs end one by one: w's freed GPUs stay free until big fits.
+        for i in 0..4u32 {
+            let c = s.complete("w", &format!("small{i}"), 1).unwrap();
+            s.commit([c]);
+            let free = gpus(8)[..=i as usize]
+                .iter()
+                .chain(&gpus(8)[4..])
+                .cloned()
+                .collect::<Vec<_>>();
+            if i < 3 {
+                assert_eq!(
+                    s.acquire("w", &free, 1).unwrap(),
+                    None,
+                    "after {} ended",
+                    i + 1
+                );
+            } else {
+                let (id, devices) = take(&mut s, "w", &free, 1).unwrap();
+                assert_eq!((id.as_str(), devices.len()), ("big", 8));
+            }
+        }
+        assert_eq!(s.reservation(1), None, "no multi-GPU run left");
+    }
+
+    #[test]
+    fn a_stream_of_one_gpu_runs_does_not_starve_an_eight_gpu_run() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        run(&mut s, "big", 2, 0, 8);
+        // Eight small runs of an older experiment hold the worker; more keep coming.
+        let mut busy: Vec<(String, String)> = Vec::new();
+        for i in 0..8u32 {
+            running(&mut s, &format!("s{i}"), 1, i, "w", &[&format!("cuda:{i}")]);
+            busy.push((format!("s{i}"), format!("cuda:{i}")));
+        }
+        for i in 8..200u32 {
+            run(&mut s, &format!("s{i}"), 1, i, 1);
+        }
+        let mut now = 0;
+        let mut started_big = None;
+        for step in 0..8 {
+            now += 1_000;
+            // The oldest small run ends; its GPU is free; the worker asks.
+            let (id, device) = busy.remove(0);
+            let c = s.complete("w", &id, 1).unwrap();
+            s.commit([c]);
+            let used: Vec<String> = busy.iter().map(|(_, d)| d.clone()).collect();
+            let free = minus(&gpus(8), &used);
+            let _ = device;
+            if let Some((id, devices)) = take(&mut s, "w", &free, now) {
+                assert_eq!(id, "big", "a small run took a GPU held for the big one");
+                started_big = Some((step, devices.len()));
+                break;
+            }
+        }
+        assert_eq!(
+            started_big,
+            Some((7, 8)),
+            "big starts once all eight GPUs are free"
+        );
+    }
+
+    #[test]
+    fn experiments_share_the_cluster_by_priority() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        for i in 0..20 {
+            run(&mut s, &format!("a{i}"), 1, i, 1);
+            run(&mut s, &format!("b{i}"), 2, i, 1);
+        }
+        // Equal weights: runs of the two experiments interleave, although a came first.
+        let mut free = gpus(8);
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let (id, devices) = take(&mut s, "w", &free, 0).unwrap();
+            free = minus(&free, &devices);
+            order.push(id);
+        }
+        assert_eq!(order, ["a0", "b0", "a1", "b1"]);
+
+        // A priority-3 experiment gets three times the share of a priority-1 one.
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        for i in 0..20 {
+            run(&mut s, &format!("a{i}"), 1, i, 1);
+            run(&mut s, &format!("b{i}"), 2, i, 1);
+        }
+        s.set_weight("e2", 3);
+        let mut free = gpus(8);
+        let mut by_exp = (0, 0);
+        while let Some((id, devices)) = take(&mut s, "w", &free, 0) {
+            free = minus(&free, &devices);
+            if id.starts_with('a') {
+                by_exp.0 += 1;
+            } else {
+                by_exp.1 += 1;
+            }
+        }
+        assert_eq!(by_exp, (2, 6));
+    }
+
+    #[test]
+    fn all_gpus_of_a_run_are_on_one_worker_and_an_unfittable_run_says_why() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "p", 2);
+        gpu_worker(&mut s, "q", 2);
+        run(&mut s, "four", 1, 0, 4);
+        run(&mut s, "two", 1, 1, 2);
+        // Four GPUs in the cluster, but not on one worker.
+        let (id, devices) = take(&mut s, "p", &gpus(2), 0).unwrap();
+        assert_eq!((id.as_str(), devices), ("two", gpus(2)));
+        assert_eq!(s.acquire("q", &gpus(2), 0).unwrap(), None);
+        assert_eq!(
+            s.pending(0).reason(s.run("four").unwrap()).unwrap(),
+            "needs 4 GPUs on one worker; the largest has 2"
+        );
+        let sizes: BTreeMap<u32, usize> = [(4, 1), (2, 1), (0, 3)].into_iter().collect();
+        assert_eq!(
+            s.unfittable(&sizes, 0),
+            [
+                "3 runs need a CPU worker; none of the 2 connected workers offers `cpu`",
+                "1 run needs 4 GPUs on one worker; the largest connected worker has 2"
+            ]
+        );
+        // A worker that stopped reporting long ago no longer counts.
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "old", 8);
+        run(&mut s, "r", 1, 0, 1);
+        let later = 10 * TTL;
+        assert_eq!(
+            s.pending(later).reason(s.run("r").unwrap()).unwrap(),
+            "no worker is connected"
+        );
+    }
+
+    #[test]
+    fn small_runs_pack_into_tight_holes_and_leave_large_ones_open() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "r", 8); // the reserved one: all eight free
+        gpu_worker(&mut s, "w", 8); // six free
+        gpu_worker(&mut s, "t", 2); // one free
+        running(&mut s, "w-busy", 0, 0, "w", &["cuda:0", "cuda:1"]);
+        running(&mut s, "t-busy", 0, 1, "t", &["cuda:0"]);
+        run(&mut s, "big8", 1, 0, 8);
+        run(&mut s, "small", 1, 1, 1);
+        run(&mut s, "six", 1, 2, 6);
+        assert_eq!(s.reservation(0).unwrap().worker_id, "r");
+        // On w, `small` (first in index order) would break the 6-hole `six` needs, and t
+        // fits it more tightly: w takes `six`.
+        let (id, _) = take(&mut s, "w", &gpus(8)[2..], 0).unwrap();
+        assert_eq!(id, "six");
+        let (id, _) = take(&mut s, "t", &gpus(2)[1..], 0).unwrap();
+        assert_eq!(id, "small");
+        let (id, devices) = take(&mut s, "r", &gpus(8), 0).unwrap();
+        assert_eq!((id.as_str(), devices.len()), ("big8", 8));
+    }
+
+    #[test]
+    fn cpu_runs_are_not_held_back_by_a_gpu_reservation() {
+        let mut s = Scheduler::new(TTL);
+        worker(&mut s, "w", &["cpu", "cuda:0", "cuda:1"]);
+        running(&mut s, "g", 0, 0, "w", &["cuda:0"]);
+        run(&mut s, "two", 1, 0, 2);
+        run(&mut s, "one", 1, 1, 1);
+        run(&mut s, "c", 1, 2, 0);
+        let (id, _) = take(&mut s, "w", &names(&["cpu", "cuda:1"]), 0).unwrap();
+        assert_eq!(id, "c", "the free GPU is held for `two`; the CPU is not");
+        assert_eq!(s.acquire("w", &names(&["cuda:1"]), 0).unwrap(), None);
+        assert!(s
+            .pending(0)
+            .reason(s.run("one").unwrap())
+            .unwrap()
+            .starts_with("waiting for 1 free GPU on one worker (the most free now: 0); worker host-w is held for run two"));
     }
 }

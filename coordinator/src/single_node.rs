@@ -298,21 +298,31 @@ impl LocalWorkers {
 
 /// Workers get their own process group, so that a Ctrl-C at the terminal reaches only
 /// `ablate`, which then stops them in order (SIGTERM once: they release their runs; a
-/// second signal would make them exit at once). On Linux they also get SIGTERM if `ablate`
-/// itself dies, so no worker outlives it.
+/// second signal would make them exit at once). On Linux they are also killed when `ablate`
+/// itself dies (even by SIGKILL), so no worker outlives it: the coordinator they report to
+/// lived in that process, so there is nobody left to release their runs to (the next
+/// `ablate run` of the grid resumes them once their leases lapse).
 #[cfg(unix)]
 fn detach_signals(command: &mut Command) {
     command.process_group(0);
     #[cfg(target_os = "linux")]
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
-    // which is async-signal-safe; it touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // prctl(2), getppid(2) and _exit(2), which are async-signal-safe; it touches no
+        // memory of the parent besides the copied pid.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died between fork and prctl: the signal will never come.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
-use ablate_common::spec::grid::{parse_grid, GridError};
+use ablate_common::spec::grid::{parse_grid, stored_priority, GridError};
+use std::collections::BTreeMap;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -192,6 +193,23 @@ pub struct Submitted {
     pub name: String,
     /// Runs queued.
     pub runs: u32,
+    /// Why some runs cannot start on any connected worker (empty: all can).
+    pub warnings: Vec<String>,
+}
+
+/// A registered worker as `ablate workers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerView {
+    /// The worker.
+    pub info: WorkerInfo,
+    /// Its devices under a lease.
+    pub busy: Vec<String>,
+    /// The runs it holds.
+    pub runs: Vec<String>,
+    /// When it was last heard from (`None`: not since the coordinator started).
+    pub last_seen_ms: Option<Millis>,
+    /// Heard from within the liveness window.
+    pub connected: bool,
 }
 
 /// Receivers for watchers: a counter bumped on every change, and the shutdown flag.
@@ -209,8 +227,12 @@ struct Inner {
     tensorboard: TensorBoardLogs,
 }
 
+/// Where the coordinator reads the time: the wall clock, or a simulation's clock.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
 /// The coordinator state shared by both services and the lease-expiry task.
 pub struct Coordinator {
+    clock: Clock,
     inner: Mutex<Inner>,
     checkpoints: Checkpoints,
     data_dir: PathBuf,
@@ -265,6 +287,14 @@ impl Coordinator {
     /// Opens the store under the data directory, rebuilds the scheduler from it and extends
     /// every lease by one TTL, so that workers that reconnect keep their runs.
     pub fn open(config: &CoordinatorConfig) -> Result<Arc<Coordinator>, CoordError> {
+        Coordinator::open_with_clock(config, Arc::new(now_ms))
+    }
+
+    /// [`Coordinator::open`] with another clock (the scheduling simulation's).
+    pub fn open_with_clock(
+        config: &CoordinatorConfig,
+        clock: Clock,
+    ) -> Result<Arc<Coordinator>, CoordError> {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|cause| CoordError::DataDir {
             path: data_dir.clone(),
@@ -273,13 +303,19 @@ impl Coordinator {
         let mut store = Store::open(&data_dir.join(STORE_FILE))?;
         let ttl_ms = config.lease_ttl.as_millis().max(1) as Millis;
         let mut sched = Scheduler::new(ttl_ms);
+        let now = clock();
         for worker in store.load_workers()? {
+            let id = worker.id.clone();
             sched.insert_worker(worker);
+            // Every known worker gets one liveness window to come back.
+            sched.touch(&id, now);
+        }
+        for (experiment_id, grid_toml) in store.unfinished_grids()? {
+            sched.set_weight(&experiment_id, stored_priority(&grid_toml));
         }
         for run in store.load_runs()? {
             sched.insert_run(run);
         }
-        let now = now_ms();
         let extended = sched.extend_leases(now);
         if !extended.is_empty() {
             store.write(|tx| {
@@ -300,6 +336,7 @@ impl Coordinator {
             "coordinator state loaded"
         );
         Ok(Arc::new(Coordinator {
+            clock,
             inner: Mutex::new(Inner {
                 sched,
                 store,
@@ -310,6 +347,25 @@ impl Coordinator {
             changes: watch::channel(0).0,
             closing: watch::channel(false).0,
         }))
+    }
+
+    /// The time now, by this coordinator's clock.
+    pub fn now(&self) -> Millis {
+        (self.clock)()
+    }
+
+    /// Queued runs.
+    pub fn queued_count(&self) -> usize {
+        self.lock().sched.queued_len()
+    }
+
+    /// Runs queued, running, or holding a lease.
+    pub fn active_count(&self) -> usize {
+        self.lock()
+            .sched
+            .runs()
+            .filter(|r| !r.state.is_terminal() || r.lease.is_some())
+            .count()
     }
 
     /// The data directory.
@@ -379,7 +435,7 @@ impl Coordinator {
     /// Parses, validates and queues a grid.
     pub fn submit(&self, grid_toml: &str, file_name: &str) -> Result<Submitted, CoordError> {
         let grid = parse_grid(grid_toml, file_name)?;
-        let now = now_ms();
+        let now = self.now();
         let id = new_id(&grid.name);
         let mut inner = self.lock();
         let new_runs: Vec<NewRun> = grid
@@ -423,6 +479,7 @@ impl Coordinator {
             )?;
             Ok(seq)
         })?;
+        inner.sched.set_weight(&id, grid.priority);
         for run in &new_runs {
             inner.sched.insert_run(RunSched::queued(
                 &run.id,
@@ -432,13 +489,22 @@ impl Coordinator {
                 run.max_attempts,
             ));
         }
+        let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
+        for run in &new_runs {
+            *sizes.entry(run.gpus).or_default() += 1;
+        }
+        let warnings = inner.sched.unfittable(&sizes, now);
         drop(inner);
         info!(experiment = %id, name = %grid.name, runs = new_runs.len(), "submitted");
+        for w in &warnings {
+            warn!(experiment = %id, "{w}");
+        }
         self.notify();
         Ok(Submitted {
             id,
             name: grid.name,
             runs: new_runs.len() as u32,
+            warnings,
         })
     }
 
@@ -473,18 +539,69 @@ impl Coordinator {
         let inner = self.lock();
         let experiment = self.find(&inner, key)?;
         let mut runs = inner.store.run_rows(&experiment.id)?;
-        for run in &mut runs {
-            run.checkpoint_bytes = run
+        let now = self.now();
+        let pending = inner.sched.pending(now);
+        for row in &mut runs {
+            row.checkpoint_bytes = row
                 .checkpoint_file
                 .as_ref()
-                .and_then(|f| std::fs::metadata(self.checkpoints.file(&run.id, f)).ok())
+                .and_then(|f| std::fs::metadata(self.checkpoints.file(&row.id, f)).ok())
                 .map(|m| m.len());
+            if let Some(run) = inner.sched.run(&row.id) {
+                row.pending_reason = pending.reason(run);
+            }
         }
         Ok(ExperimentStatus {
             experiment,
             runs,
-            at_ms: now_ms(),
+            at_ms: now,
         })
+    }
+
+    /// Why runs of these sizes (GPUs → count; 0 is CPU) cannot run on any connected worker
+    /// (empty: every size fits one).
+    pub fn unfittable(&self, sizes: &BTreeMap<u32, usize>) -> Vec<String> {
+        self.lock().sched.unfittable(sizes, self.now())
+    }
+
+    /// Every registered worker, connected ones first, then by name.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let now = self.now();
+        let inner = self.lock();
+        let sched = &inner.sched;
+        let mut held: std::collections::HashMap<&str, Vec<(u64, u32, String)>> = Default::default();
+        for run in sched.runs() {
+            if let Some(lease) = &run.lease {
+                held.entry(lease.worker_id.as_str()).or_default().push((
+                    run.order.0,
+                    run.order.1,
+                    run.id.clone(),
+                ));
+            }
+        }
+        for runs in held.values_mut() {
+            runs.sort();
+        }
+        let mut out: Vec<WorkerView> = sched
+            .workers()
+            .map(|w| WorkerView {
+                info: w.clone(),
+                busy: sched.busy_devices(&w.id),
+                runs: held
+                    .get(w.id.as_str())
+                    .map(|r| r.iter().map(|(_, _, id)| id.clone()).collect())
+                    .unwrap_or_default(),
+                last_seen_ms: sched.last_seen(&w.id),
+                connected: sched.is_connected(&w.id, now),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.connected
+                .cmp(&a.connected)
+                .then(a.info.name.cmp(&b.info.name))
+                .then(a.info.id.cmp(&b.info.id))
+        });
+        out
     }
 
     /// What a report of the experiment is rendered from.
@@ -493,7 +610,7 @@ impl Coordinator {
         let experiment = self.find(&inner, key)?;
         inner
             .store
-            .report_data(&experiment.id, now_ms())?
+            .report_data(&experiment.id, self.now())?
             .ok_or_else(|| CoordError::NotFound {
                 what: "experiment",
                 key: key.to_string(),
@@ -503,7 +620,7 @@ impl Coordinator {
     /// Cancels an experiment (by id or name) or one run (by id); returns how many runs
     /// were cancelled.
     pub fn cancel(&self, target: &str) -> Result<u32, CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         let ids = match inner.store.find_experiment(target)? {
             Some(exp) => inner.store.run_ids(&exp.id)?,
@@ -545,7 +662,7 @@ impl Coordinator {
                 devices.push(device.clone());
             }
         }
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         let known = reg
             .worker_id
@@ -577,6 +694,7 @@ impl Coordinator {
             tx.event(None, None, None, "worker", &message, now)
         })?;
         inner.sched.insert_worker(info);
+        inner.sched.touch(&id, now);
         info!("{message}");
         let held: Vec<RunSched> = inner.sched.held_by(&id).into_iter().cloned().collect();
         let held = held
@@ -624,8 +742,9 @@ impl Coordinator {
         worker_id: &str,
         free: &[String],
     ) -> Result<Option<Assignment>, CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
+        inner.sched.touch(worker_id, now);
         let Some(change) = inner.sched.acquire(worker_id, free, now)? else {
             return Ok(None);
         };
@@ -636,7 +755,7 @@ impl Coordinator {
 
     /// Stores progress and renews the lease; returns whether the run was cancelled.
     pub fn progress(&self, p: Progress) -> Result<bool, CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let a = &p.attempt;
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -662,6 +781,7 @@ impl Coordinator {
             Ok(())
         })?;
         inner.sched.commit([change]);
+        inner.sched.touch(&a.worker_id, now);
         if let (Some(epoch), true) = (&p.epoch, new_epoch) {
             let row = inner.store.assignment(&a.run_id).ok().flatten();
             let written = match row {
@@ -681,7 +801,7 @@ impl Coordinator {
 
     /// The attempt finished every epoch.
     pub fn complete(&self, a: &AttemptRef, params: u64) -> Result<(), CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         let change = inner.sched.complete(&a.worker_id, &a.run_id, a.attempt)?;
         if change.kind == EventKind::Finished {
@@ -705,7 +825,7 @@ impl Coordinator {
 
     /// The attempt failed.
     pub fn fail(&self, a: &AttemptRef, reason: &str, permanent: bool) -> Result<(), CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         let change = inner
             .sched
@@ -715,7 +835,7 @@ impl Coordinator {
 
     /// The worker gives the run back.
     pub fn release(&self, a: &AttemptRef, reason: &str) -> Result<(), CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         let change = inner
             .sched
@@ -725,7 +845,7 @@ impl Coordinator {
 
     /// Expires lapsed leases; returns how many.
     pub fn expire(&self) -> Result<usize, CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         let changes = inner.sched.expire(now);
         let count = changes.len();
@@ -801,7 +921,7 @@ impl Coordinator {
         epoch: u32,
         upload: Upload,
     ) -> Result<(), CoordError> {
-        let now = now_ms();
+        let now = self.now();
         let mut inner = self.lock();
         inner.sched.fence(&a.worker_id, &a.run_id, a.attempt)?;
         let stored = inner

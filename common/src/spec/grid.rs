@@ -37,7 +37,10 @@ use crate::{arch, zoo};
 pub const MAX_RUNS: usize = 10_000;
 
 /// The keys a grid file may have at its top level.
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "base", "grid", "runs"];
+const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "priority", "base", "grid", "runs"];
+
+/// The largest `priority` a grid may ask for (its share weight against other experiments).
+pub const MAX_PRIORITY: u32 = 100;
 
 /// A grid that is wrong, with the position in its file that is to blame.
 /// Displays as `file:line:col: message` (or `file: message` when no position applies).
@@ -67,6 +70,9 @@ pub struct Grid {
     pub name: String,
     /// Optional free text.
     pub description: Option<String>,
+    /// The experiment's weight in the cluster's fair share (1 by default; 2 gets twice the
+    /// devices of a weight-1 experiment while both have queued runs).
+    pub priority: u32,
     /// Runs in expansion order: the cartesian product of `[grid]` (first key slowest),
     /// then the `[[runs]]` entries in file order.
     pub runs: Vec<PlannedRun>,
@@ -168,6 +174,16 @@ pub fn parse_grid(text: &str, file_name: &str) -> Result<Grid, GridError> {
         doc,
     };
     Parser { source: &source }.parse(table)
+}
+
+/// The `priority` of a grid that was accepted before (its text is stored): 1 when absent or
+/// unreadable. Reads only the top-level key, without expanding the grid.
+pub fn stored_priority(text: &str) -> u32 {
+    toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|t| t.get("priority")?.as_integer())
+        .filter(|p| (1..=i64::from(MAX_PRIORITY)).contains(p))
+        .map_or(1, |p| p as u32)
 }
 
 /// One step of a path into a TOML tree.
@@ -365,6 +381,16 @@ impl Parser<'_> {
             }
             None => None,
         };
+        let priority = match table.remove("priority") {
+            Some(toml::Value::Integer(p)) if (1..=i64::from(MAX_PRIORITY)).contains(&p) => p as u32,
+            Some(other) => {
+                return Err(src.error(
+                    &keys(["priority"]),
+                    format!("`priority` must be an integer from 1 to {MAX_PRIORITY}, not {other}"),
+                ))
+            }
+            None => 1,
+        };
         let base = match table.remove("base") {
             Some(toml::Value::Table(t)) => t,
             Some(other) => {
@@ -536,6 +562,7 @@ impl Parser<'_> {
         Ok(Grid {
             name,
             description,
+            priority,
             runs,
         })
     }
@@ -1002,7 +1029,7 @@ epochs = 2
     fn unknown_top_level_key_is_located() {
         assert_eq!(
             err("[gird]\nmodel = [\"cnn\"]\n"),
-            "g.toml:8:2: unknown key `gird` (a grid has: name, description, base, grid, runs; \
+            "g.toml:8:2: unknown key `gird` (a grid has: name, description, priority, base, grid, runs; \
              run fields go in [base])"
         );
     }
@@ -1214,5 +1241,20 @@ epochs = 2
         let json = serde_json::to_string(&g.runs[0].spec).unwrap();
         let back: RunSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, g.runs[0].spec);
+    }
+
+    #[test]
+    fn priority_is_a_bounded_integer_defaulting_to_one() {
+        assert_eq!(grid("").unwrap().priority, 1);
+        let g = parse_grid(&format!("priority = 3\n{BASE}"), "g.toml").unwrap();
+        assert_eq!(g.priority, 3);
+        for bad in ["0", "101", "\"high\""] {
+            let e = parse_grid(&format!("priority = {bad}\n{BASE}"), "g.toml").unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("g.toml:1:1: `priority` must be an integer from 1 to 100"),
+                "{e}"
+            );
+        }
     }
 }

@@ -28,6 +28,8 @@ enum Command {
     Watch(super::watch::WatchArgs),
     /// List experiments, or show one experiment's runs.
     Status(super::status::StatusArgs),
+    /// List the registered workers: devices, free devices, runs, last heartbeat.
+    Workers(super::workers::WorkersArgs),
     /// Cancel an experiment (id or name) or one run (id).
     Cancel(super::cancel::CancelArgs),
     /// Render an experiment's report.
@@ -96,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => super::submit::run(args).await,
         Command::Watch(args) => super::watch::run(args).await,
         Command::Status(args) => super::status::run(args).await,
+        Command::Workers(args) => super::workers::run(args).await,
         Command::Cancel(args) => super::cancel::run(args).await,
         Command::Report(args) => super::report::run(args).await,
         Command::Validate(args) => super::validate::run(&args),

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `app`: [`Cli`], the arguments shared by the commands, and [`run`].
-//! - `serve`, `submit`, `watch`, `status`, `cancel`, `report`, `validate`, `run_grid`: the
+//! - `serve`, `submit`, `watch`, `status` (`status_json`), `workers`, `cancel`, `report`,
+//!   `validate`, `run_grid`: the
 //!   commands (`models` is [`crate::cli_models`]).
 //! - `display`: number and time formats shared by the commands.
 
@@ -13,8 +14,10 @@ mod report;
 mod run_grid;
 mod serve;
 mod status;
+mod status_json;
 mod submit;
 mod validate;
 mod watch;
+mod workers;
 
 pub use app::{run, Cli};

@@ -16,6 +16,7 @@ use super::app::{default_data_dir, parse_duration};
 use super::watch::WatchOutcome;
 use crate::auth::Token;
 use crate::client;
+use crate::local_fit::{self, LocalOffer};
 use crate::report::Format;
 use crate::server::serve_state;
 use crate::single_node::{find_worker_binary, split_devices, LocalWorkers, WorkerLaunch};
@@ -51,6 +52,44 @@ pub(super) struct RunArgs {
     keep_checkpoints: u32,
 }
 
+/// An error listing why the local workers cannot run the grid, if there is any reason.
+fn refuse_unless_empty(reasons: Vec<String>) -> anyhow::Result<()> {
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to train: the local workers cannot run every run of the grid:\n  {}",
+        reasons.join("\n  ")
+    )
+}
+
+/// With `--devices auto` the devices are known once the workers registered: waits for them
+/// (or for all of them to exit) and checks the grid against them.
+async fn check_auto_workers(
+    coord: &Coordinator,
+    grid: &ablate_common::spec::grid::Grid,
+    workers: &mut LocalWorkers,
+    count: usize,
+    interrupted: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while coord.workers().iter().filter(|w| w.connected).count() < count {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the local workers did not register within 120 s");
+        }
+        tokio::select! {
+            _ = workers.all_exited() => anyhow::bail!("every local worker exited before registering: {}", workers.exits().join("; ")),
+            _ = &mut *interrupted => anyhow::bail!("interrupted before the grid was submitted"),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let sizes = local_fit::sizes(grid)
+        .into_iter()
+        .map(|(gpus, (count, _))| (gpus, count))
+        .collect();
+    refuse_unless_empty(coord.unfittable(&sizes))
+}
+
 /// Writes the report in every format under `dir`; returns the paths.
 async fn write_reports(
     client: &mut client::Client,
@@ -74,6 +113,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (text, file_name) = super::submit::read_grid(&args.grid)?;
     let grid = parse_grid(&text, &file_name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let device_sets = split_devices(&args.devices, args.workers)?;
+    let offers: Vec<LocalOffer> = device_sets.iter().map(|d| LocalOffer::parse(d)).collect();
+    refuse_unless_empty(local_fit::refusal(&grid, &offers, &args.devices))?;
     let program = match &args.worker_bin {
         Some(p) => p.clone(),
         None => find_worker_binary()?,
@@ -86,6 +127,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             (cores / args.workers).max(1)
         })
     });
+
+    // From here on, Ctrl-C, SIGTERM and SIGHUP stop everything in order.
+    let mut interrupted = Box::pin(super::serve::shutdown_signal());
 
     // The coordinator, in process, on a loopback port, with a fresh random token.
     let token = Token::generate();
@@ -123,17 +167,35 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         device_sets.join(" | ")
     );
 
-    let result = drive(
-        &coord,
-        &url,
-        &token,
-        &text,
-        &file_name,
-        &grid.name,
-        &args.data_dir,
-        &mut workers,
-    )
-    .await;
+    let checked = if offers.contains(&LocalOffer::Auto) {
+        check_auto_workers(
+            &coord,
+            &grid,
+            &mut workers,
+            device_sets.len(),
+            &mut interrupted,
+        )
+        .await
+    } else {
+        Ok(())
+    };
+    let result = match checked {
+        Err(e) => Err(e),
+        Ok(()) => {
+            drive(
+                &coord,
+                &url,
+                &token,
+                &text,
+                &file_name,
+                &grid.name,
+                &args.data_dir,
+                &mut workers,
+                &mut interrupted,
+            )
+            .await
+        }
+    };
 
     workers.stop(Duration::from_secs(15)).await;
     let _ = stop_server.send(());
@@ -156,6 +218,7 @@ async fn drive(
     name: &str,
     data_dir: &Path,
     workers: &mut LocalWorkers,
+    interrupted: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> anyhow::Result<ExitCode> {
     let mut client = client::connect(url, Some(token)).await?;
     let experiment = match coord.resumable(name, text)? {
@@ -203,7 +266,7 @@ async fn drive(
             }
             WatchOutcome::Interrupted
         }
-        _ = super::serve::shutdown_signal() => {
+        _ = interrupted => {
             eprintln!("interrupted: stopping the workers (their runs go back to the queue); `ablate run` the same grid again to resume");
             WatchOutcome::Interrupted
         }

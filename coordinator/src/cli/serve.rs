@@ -35,27 +35,38 @@ pub(super) struct ServeArgs {
     keep_checkpoints: u32,
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub(super) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// Completes on Ctrl-C, SIGTERM or SIGHUP (the terminal closed: stop as cleanly as on
+/// SIGTERM). The handlers are installed when this is called, not when it is first polled,
+/// so a signal that comes in between is neither lost nor fatal.
+#[cfg(unix)]
+pub(super) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    async move {
+        match signals {
+            (Ok(mut int), Ok(mut term), Ok(mut hup)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+pub(super) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -14,6 +14,9 @@ use crate::state::now_ms;
 pub(super) struct StatusArgs {
     /// Experiment id or name; without it, every experiment.
     experiment: Option<String>,
+    /// Print JSON (the experiments with their runs) instead of tables.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -50,7 +53,11 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
                 duration(r.elapsed_seconds),
                 checkpoint(r),
                 r.worker.clone(),
-                r.error.clone(),
+                if r.error.is_empty() {
+                    r.pending_reason.clone()
+                } else {
+                    r.error.clone()
+                },
             ]
         })
         .collect();
@@ -66,7 +73,7 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
             "TIME",
             "CHECKPOINT",
             "WORKER",
-            "ERROR",
+            "ERROR / WAITING FOR",
         ],
         &rows,
     ));
@@ -87,6 +94,11 @@ fn checkpoint(r: &proto::RunStatus) -> String {
 
 pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.remote.connect().await?;
+    if args.json {
+        let json = super::status_json::fetch(&mut client, args.experiment.as_deref()).await?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     match &args.experiment {
         Some(experiment) => {
             let status = client

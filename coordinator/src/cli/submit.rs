@@ -53,6 +53,9 @@ pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         "submitted {} ({}): {} runs",
         submitted.experiment_id, submitted.name, submitted.runs
     );
+    for warning in &submitted.warnings {
+        eprintln!("warning: {warning}");
+    }
     if !args.watch {
         return Ok(ExitCode::SUCCESS);
     }

@@ -122,6 +122,7 @@ struct View {
     running: HashMap<String, ProgressBar>,
     reported: HashSet<String>,
     plain_last: HashMap<String, (u32, u64)>,
+    plain_waiting: Option<String>,
     name_width: usize,
 }
 
@@ -144,6 +145,7 @@ impl View {
             running: HashMap::new(),
             reported: HashSet::new(),
             plain_last: HashMap::new(),
+            plain_waiting: None,
             name_width: 20,
         }
     }
@@ -211,17 +213,33 @@ impl View {
                 }
             }
         }
+        let running = status.runs.iter().filter(|r| r.state == "running").count();
+        // Nothing runs: say why the first queued run waits (no silently stuck grid).
+        let waiting = status
+            .runs
+            .iter()
+            .find(|r| r.state == "queued" && !r.pending_reason.is_empty())
+            .filter(|_| running == 0)
+            .map(|r| r.pending_reason.clone());
         if let (Some((_, overall)), Some(e)) = (&self.bars, &status.experiment) {
             let done = status.runs.iter().filter(|r| is_terminal(&r.state)).count();
-            let running = status.runs.iter().filter(|r| r.state == "running").count();
             overall.set_prefix(e.name.clone());
             overall.set_length(e.runs.into());
             overall.set_position(done as u64);
             overall.set_message(format!(
-                "· {running} running · {} queued · {} failed",
+                "· {running} running · {} queued · {} failed{}",
                 e.runs as usize - done - running,
-                e.failed
+                e.failed,
+                waiting
+                    .as_ref()
+                    .map(|w| format!(" · waiting: {w}"))
+                    .unwrap_or_default()
             ));
+        } else if let Some(w) = waiting {
+            if self.plain_waiting.as_ref() != Some(&w) {
+                println!("waiting: {w}");
+                self.plain_waiting = Some(w);
+            }
         }
     }
 

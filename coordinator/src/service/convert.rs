@@ -8,7 +8,9 @@ use tracing::{error, warn};
 
 use crate::checkpoints::CheckpointError;
 use crate::scheduler::SchedError;
-use crate::state::{Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration};
+use crate::state::{
+    Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration, WorkerView,
+};
 use crate::store::{ExperimentRow, RunRow};
 
 impl From<CoordError> for Status {
@@ -203,6 +205,23 @@ fn run_status(r: &RunRow, now: u64) -> proto::RunStatus {
         elapsed_seconds: r.elapsed_seconds(now),
         checkpoint_bytes: r.checkpoint_bytes.unwrap_or(0),
         checkpoint_epoch: r.checkpoint_epoch.unwrap_or(0),
+        pending_reason: r.pending_reason.clone().unwrap_or_default(),
+        gpus: r.gpus,
+    }
+}
+
+/// A worker as `ablate workers` shows it.
+pub(super) fn worker_entry(w: &WorkerView) -> proto::WorkerInfoEntry {
+    proto::WorkerInfoEntry {
+        id: w.info.id.clone(),
+        name: w.info.name.clone(),
+        devices: w.info.devices.clone(),
+        busy: w.busy.clone(),
+        runs: w.runs.clone(),
+        last_seen_unix_ms: w.last_seen_ms.unwrap_or(0),
+        protocol_version: ablate_common::proto::PROTOCOL_VERSION,
+        live: w.connected,
+        threads: w.info.threads,
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{blocking, summary};
+use super::convert::{blocking, summary, worker_entry};
 use crate::report::{self, Format};
 use crate::state::Coordinator;
 
@@ -58,6 +58,7 @@ impl Experiments for ExperimentsService {
             experiment_id: submitted.id,
             name: submitted.name,
             runs: submitted.runs,
+            warnings: submitted.warnings,
         }))
     }
 
@@ -159,6 +160,16 @@ impl Experiments for ExperimentsService {
             content,
             experiment_id: data.experiment.id,
             experiment_name: data.experiment.name,
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<proto::WorkerInfoRequest>,
+    ) -> Result<Response<proto::WorkerInfoList>, Status> {
+        let workers = self.coord.workers();
+        Ok(Response::new(proto::WorkerInfoList {
+            workers: workers.iter().map(worker_entry).collect(),
         }))
     }
 }

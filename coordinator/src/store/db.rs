@@ -223,6 +223,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (id, grid text) of every experiment that has runs not yet terminal.
+    pub fn unfinished_grids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.id, e.grid_toml FROM experiments e WHERE EXISTS (SELECT 1 FROM runs r
+             WHERE r.experiment_id = e.id AND r.state IN ('queued', 'running'))
+             ORDER BY e.seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// An experiment by id, else the newest with that name.
     pub fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>, StoreError> {
         let sql = format!(
@@ -443,7 +454,7 @@ const RUN_SELECT: &str = "SELECT r.id, r.experiment_id, r.name, r.model, r.state
     (SELECT MAX(eval_acc) FROM epochs WHERE run_id = r.id),
     (SELECT eval_acc FROM epochs WHERE run_id = r.id ORDER BY epoch DESC LIMIT 1),
     (SELECT COUNT(*) FROM epochs WHERE run_id = r.id),
-    r.error, r.wall_s, r.attempt_started_ms, r.checkpoint_epoch, r.checkpoint_file
+    r.error, r.wall_s, r.attempt_started_ms, r.checkpoint_epoch, r.checkpoint_file, r.gpus
     FROM runs r";
 
 /// A run row before its state is parsed.
@@ -485,6 +496,8 @@ fn run_row_raw(row: &Row<'_>) -> rusqlite::Result<RawRunRow> {
             checkpoint_epoch: row.get(18)?,
             checkpoint_file: row.get(19)?,
             checkpoint_bytes: None,
+            gpus: row.get(20)?,
+            pending_reason: None,
         },
     })
 }

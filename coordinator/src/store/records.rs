@@ -147,6 +147,10 @@ pub struct RunRow {
     pub checkpoint_file: Option<String>,
     /// Its size in bytes: not stored, filled in from the file by the coordinator.
     pub checkpoint_bytes: Option<u64>,
+    /// GPUs the run needs (0: a CPU run).
+    pub gpus: u32,
+    /// Why a queued run is not running (filled in by the coordinator, not stored).
+    pub pending_reason: Option<String>,
 }
 
 impl RunRow {

@@ -5,7 +5,7 @@
 mod connection;
 mod liveness;
 mod session;
-mod test_hooks;
+pub mod test_hooks;
 mod transfer;
 
 use std::collections::BTreeSet;

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::connection::{is_transient, Client};
 use super::liveness::{AttemptIds, Liveness, Verdict};
-use super::test_hooks;
+use super::test_hooks::{self, TestHold};
 use super::transfer::{self, Uploader};
 use crate::train::{self, checkpoint, Observer, Outcome, TrainError, TrainOptions};
 
@@ -96,6 +96,7 @@ enum Event {
 
 struct ChannelObserver {
     tx: mpsc::UnboundedSender<Event>,
+    hold: Option<TestHold>,
     stop: Arc<AtomicBool>,
     attempt: u32,
     hang_at_step: Option<u64>,
@@ -106,9 +107,15 @@ struct ChannelObserver {
 }
 
 impl ChannelObserver {
-    fn new(tx: mpsc::UnboundedSender<Event>, stop: Arc<AtomicBool>, attempt: u32) -> Self {
+    fn new(
+        tx: mpsc::UnboundedSender<Event>,
+        hold: Option<TestHold>,
+        stop: Arc<AtomicBool>,
+        attempt: u32,
+    ) -> Self {
         ChannelObserver {
             tx,
+            hold,
             stop,
             attempt,
             hang_at_step: test_hooks::number(test_hooks::HANG_AT_STEP),
@@ -171,6 +178,9 @@ impl Observer for ChannelObserver {
             timings,
         });
         self.epoch_started = now;
+        if let Some(hold) = &self.hold {
+            hold.wait(&self.stop);
+        }
     }
 }
 
@@ -274,10 +284,11 @@ async fn attempt(
     };
     let uploader = Uploader::start(ctx.transfer_client.clone(), ids.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let hold = TestHold::from_env(run_id);
     let observer_stop = stop.clone();
     let attempt_number = ids.attempt;
     let mut training = tokio::task::spawn_blocking(move || {
-        let mut observer = ChannelObserver::new(tx, observer_stop, attempt_number);
+        let mut observer = ChannelObserver::new(tx, hold, observer_stop, attempt_number);
         train::train(&prepared.options, &prepared.data, &mut observer)
     });
 

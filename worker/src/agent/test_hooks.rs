@@ -1,7 +1,10 @@
 //! Test-only throttles and injections, off unless their environment variable is set: the
 //! end-to-end tests use them to make a slow upload, a slow dataset preparation, a long
-//! evaluation or a hung step happen by construction instead of by racing a timer.
+//! evaluation, a hung step or a worker held between epochs (`ABLATE_TEST_HOLD_DIR`: training
+//! waits after each epoch while `DIR/hold` exists and `DIR/<run id>` does not) happen by
+//! construction instead of by racing a timer.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,5 +40,41 @@ pub(crate) fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
 pub(crate) fn hang_until_stopped(stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The environment variable naming the hold directory.
+pub const HOLD_DIR_ENV: &str = "ABLATE_TEST_HOLD_DIR";
+
+/// How often a held run looks at the files again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The hold of one run, if the environment asks for one.
+#[derive(Debug, Clone)]
+pub(crate) struct TestHold {
+    hold: PathBuf,
+    pass: PathBuf,
+}
+
+impl TestHold {
+    /// From `ABLATE_TEST_HOLD_DIR`, for `run_id`.
+    pub(crate) fn from_env(run_id: &str) -> Option<TestHold> {
+        let dir = PathBuf::from(std::env::var_os(HOLD_DIR_ENV)?);
+        Some(TestHold {
+            hold: dir.join("hold"),
+            pass: dir.join(run_id),
+        })
+    }
+
+    /// Blocks while the hold applies to this run and `stop` is not set.
+    pub(crate) fn wait(&self, stop: &AtomicBool) {
+        let mut logged = false;
+        while self.hold.exists() && !self.pass.exists() && !stop.load(Ordering::SeqCst) {
+            if !logged {
+                tracing::info!(hold = %self.hold.display(), "test hold: waiting before the next epoch");
+                logged = true;
+            }
+            std::thread::sleep(POLL);
+        }
     }
 }

@@ -1,0 +1,96 @@
+//! `ablate status --json`: experiments and their runs as one JSON document, for scripts.
+//!
+//! ```json
+//! {"experiments": [{"id", "name", "state", "total_runs", "finished", "failed",
+//!   "submitted_unix_ms", "runs": [{"id", "name", "model", "state", "attempt", "worker", "gpus", "epoch",
+//!     "epochs", "step", "steps_per_epoch", "epochs_done", "checkpoint_epoch", "last_loss",
+//!     "best_eval_acc", "elapsed_seconds", "error", "pending_reason"}]}]}
+//! ```
+//! Absent values are `null` (no loss yet, no error, not pending).
+
+use ablate_common::proto;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+
+fn non_negative(v: f64) -> Value {
+    if v >= 0.0 && v.is_finite() {
+        json!(v)
+    } else {
+        Value::Null
+    }
+}
+
+fn text(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        json!(s)
+    }
+}
+
+/// One run.
+pub(super) fn run_json(r: &proto::RunStatus) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "model": r.model,
+        "state": r.state,
+        "attempt": r.attempt,
+        "worker": text(&r.worker),
+        "gpus": r.gpus,
+        "epoch": r.current_epoch,
+        "epochs": r.epochs,
+        "step": r.current_step,
+        "steps_per_epoch": r.steps_per_epoch,
+        // best_eval_acc is set once an epoch is stored.
+        "epochs_done": r.best_eval_acc >= 0.0,
+        "checkpoint_epoch": r.checkpoint_epoch,
+        "last_loss": non_negative(r.last_loss),
+        "best_eval_acc": non_negative(r.best_eval_acc),
+        "elapsed_seconds": r.elapsed_seconds,
+        "error": text(&r.error),
+        "pending_reason": text(&r.pending_reason),
+    })
+}
+
+/// One experiment with its runs.
+pub(super) fn experiment_json(status: &proto::ExperimentStatus) -> Value {
+    let e = status.experiment.clone().unwrap_or_default();
+    json!({
+        "id": e.id,
+        "name": e.name,
+        "state": e.state,
+        "total_runs": e.runs,
+        "finished": e.finished,
+        "failed": e.failed,
+        "submitted_unix_ms": e.submitted_unix_ms,
+        "runs": status.runs.iter().map(run_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `{"experiments": [...]}`: one experiment (by id or name), or every experiment.
+pub(super) async fn fetch(client: &mut Client, experiment: Option<&str>) -> anyhow::Result<Value> {
+    let keys: Vec<String> = match experiment {
+        Some(key) => vec![key.to_string()],
+        None => client
+            .list(proto::ListRequest {})
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner()
+            .experiments
+            .into_iter()
+            .map(|e| e.id)
+            .collect(),
+    };
+    let mut experiments = Vec::with_capacity(keys.len());
+    for key in keys {
+        let status = client
+            .get(proto::GetRequest { experiment: key })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        experiments.push(experiment_json(&status));
+    }
+    Ok(json!({ "experiments": experiments }))
+}
