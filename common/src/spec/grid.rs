@@ -1245,14 +1245,16 @@ epochs = 2
 
     #[test]
     fn priority_is_a_bounded_integer_defaulting_to_one() {
-        assert_eq!(grid("").unwrap().priority, 1);
-        let g = parse_grid(&format!("priority = 3\n{BASE}"), "g.toml").unwrap();
-        assert_eq!(g.priority, 3);
+        let runs = "\n[grid]\nmodel = [\"cnn\"]\n";
+        assert_eq!(grid(runs).unwrap().priority, 1);
+        let with = |p: &str| parse_grid(&format!("priority = {p}\n{BASE}{runs}"), "g.toml");
+        assert_eq!(with("3").unwrap().priority, 3);
+        assert_eq!(stored_priority(&format!("priority = 3\n{BASE}")), 3);
+        assert_eq!(stored_priority(BASE), 1);
         for bad in ["0", "101", "\"high\""] {
-            let e = parse_grid(&format!("priority = {bad}\n{BASE}"), "g.toml").unwrap_err();
+            let e = with(bad).unwrap_err().to_string();
             assert!(
-                e.to_string()
-                    .starts_with("g.toml:1:1: `priority` must be an integer from 1 to 100"),
+                e.starts_with("g.toml:1:1: `priority` must be an integer from 1 to 100"),
                 "{e}"
             );
         }
