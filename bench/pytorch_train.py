@@ -113,6 +113,8 @@ def main():
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--classes", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="bfloat16 autocast on CUDA, as ablate's mixed_precision")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", default=os.environ.get("ABLATE_WORKER", "ablate-worker"),
                         help="the ablate-worker binary that prints the layer tree")
@@ -131,8 +133,15 @@ def main():
     labels = torch.randint(arch["classes"], (args.batch,), device=device)
     loss_fn = nn.CrossEntropyLoss()
 
+    autocast = args.mixed_precision and device.type == "cuda"
+    compute_dtype = "fp32"
+
     def step():
-        loss = loss_fn(model(images), labels)
+        nonlocal compute_dtype
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(images)
+        compute_dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(logits.dtype, "fp32")
+        loss = loss_fn(logits.float(), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -149,7 +158,7 @@ def main():
     seconds = time.perf_counter() - start
     result = {"model": args.model, "image_size": args.image_size, "batch": args.batch,
               "steps": args.steps, "threads": args.threads, "device": args.device,
-              "images_per_sec": args.steps * args.batch / seconds}
+              "images_per_sec": args.steps * args.batch / seconds, "compute_dtype": compute_dtype}
     if args.json:
         print(json.dumps(result))
     else:

@@ -3,6 +3,7 @@
 # on this host (no compiler runs inside Docker):
 #
 #   deploy/build-images.sh                      # cargo build --release, then both images
+#                                               # (the worker with `--features cuda`)
 #   deploy/build-images.sh --profile dev        # the debug binaries (what CI already built)
 #   deploy/build-images.sh --bin-dir DIR        # use DIR/ablate and DIR/ablate-worker as-is
 #   deploy/build-images.sh --only coordinator   # one image (coordinator | worker)
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --bin-dir) BIN_DIR="$2"; shift 2 ;;
     --tag) TAG="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -49,7 +50,8 @@ if [ -z "$BIN_DIR" ]; then
   source "$DEPLOY/env.sh"
   pkgs=()
   want coordinator && pkgs+=(-p ablate-coordinator)
-  want worker && pkgs+=(-p ablate-worker)
+  # The worker image serves GPU hosts: NCCL (`cuda`, loaded at run time) for multi-GPU runs.
+  want worker && pkgs+=(-p ablate-worker --features ablate-worker/cuda)
   log "cargo build --profile $PROFILE ${pkgs[*]} (target dir $CARGO_TARGET_DIR)"
   (cd "$REPO" && cargo build --profile "$PROFILE" "${pkgs[@]}" --bins)
   case "$PROFILE" in dev|test) sub=debug ;; *) sub="$PROFILE" ;; esac

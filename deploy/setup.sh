@@ -62,7 +62,10 @@ if [ "${ABLATE_SKIP_BUILD:-0}" != "1" ]; then
   # shellcheck source=/dev/null
   source "$(dirname "$0")/env.sh"
   log "building release binaries (the first build compiles libtorch bindings: minutes)"
-  (cd "$(dirname "$0")/.." && cargo build --release -q -p ablate-coordinator -p ablate-worker)
+  # The worker with NCCL (`cuda`): it offers every GPU of a GPU host, and a run across
+  # several needs NCCL. cudarc loads CUDA and NCCL at run time, so this builds anywhere.
+  (cd "$(dirname "$0")/.." &&
+    cargo build --release -q -p ablate-coordinator -p ablate-worker --features ablate-worker/cuda)
   mkdir -p "$(dirname "$0")/../bin"
   for b in ablate ablate-worker; do
     ln -sf "$CARGO_TARGET_DIR/release/$b" "$(dirname "$0")/../bin/$b"

@@ -6,9 +6,18 @@
 //! machine. `DEP_TCH_LIBTORCH_LIB` comes from our direct dependency on torch-sys.
 use std::path::Path;
 
+/// The C++ shims (ATen calls tch does not expose).
+const CSRC: [&str; 3] = [
+    "csrc/leaky_relu.cpp",
+    "csrc/generator.cpp",
+    "csrc/autocast.cpp",
+];
+
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    println!("cargo:rerun-if-changed=csrc/leaky_relu.cpp");
+    for file in CSRC {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys reports libtorch's lib directory (DEP_TCH_LIBTORCH_LIB)");
     let lib = Path::new(&lib);
@@ -32,7 +41,7 @@ fn compile_csrc(lib: &Path) {
     let include = lib.join("../include");
     cc::Build::new()
         .cpp(true)
-        .file("csrc/leaky_relu.cpp")
+        .files(CSRC)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -27,6 +27,8 @@ pub struct BenchConfig {
     pub threads: usize,
     /// Where to train.
     pub device: Device,
+    /// Autocast as a run with `mixed_precision` trains (bfloat16 on GPUs that have it).
+    pub mixed_precision: bool,
 }
 
 /// The measurement, as `--json` prints it.
@@ -46,13 +48,19 @@ pub struct BenchResult {
     pub device: String,
     /// Training images per second over the timed steps.
     pub images_per_sec: f64,
+    /// The dtype the model computed in (`fp32`, `bf16`), read from its logits.
+    pub compute_dtype: String,
 }
 
 /// Runs the engine's training step (forward, backward, momentum update) `warmup + steps` times on one random batch.
-pub fn run(config: &BenchConfig) -> BenchResult {
+///
+/// # Errors
+/// When the device cannot say whether it supports bfloat16.
+pub fn run(config: &BenchConfig) -> Result<BenchResult, String> {
     tch::set_num_threads(config.threads.max(1) as i32);
     tch::manual_seed(0);
     let device = config.device;
+    let autocast = crate::train::precision::autocast_for(config.mixed_precision, device)?;
     let arch = &config.arch;
     let vs = nn::VarStore::new(device);
     let net = crate::model::build(&vs.root(), arch);
@@ -73,10 +81,12 @@ pub fn run(config: &BenchConfig) -> BenchResult {
         (Kind::Int64, device),
     );
     // The engine's own step: the same forward/backward and optimizer update a run makes.
+    let mut compute_kind = Kind::Float;
     let mut step = || {
-        let out = forward_backward(&net, opt.tensors(), &images, &labels, false)
+        let out = forward_backward(&net, opt.tensors(), &images, &labels, autocast)
             .expect("a training step on random data");
         opt.step(0.001, &out.grads);
+        compute_kind = out.compute_kind;
     };
     for _ in 0..config.warmup {
         step();
@@ -88,7 +98,7 @@ pub fn run(config: &BenchConfig) -> BenchResult {
     }
     synchronize(device);
     let seconds = started.elapsed().as_secs_f64();
-    BenchResult {
+    Ok(BenchResult {
         model: arch.name.clone(),
         image_size: arch.image_size,
         batch: config.batch,
@@ -99,7 +109,8 @@ pub fn run(config: &BenchConfig) -> BenchResult {
             _ => "cpu".into(),
         },
         images_per_sec: (config.steps * config.batch) as f64 / seconds.max(1e-9),
-    }
+        compute_dtype: crate::train::precision::kind_name(compute_kind).into(),
+    })
 }
 
 fn synchronize(device: Device) {

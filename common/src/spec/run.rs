@@ -96,6 +96,13 @@ impl DeviceList {
                 list.split(',').map(|s| s.trim().parse::<usize>()).collect();
             let ordinals = ordinals
                 .map_err(|_| format!("`{text}`: expected cuda:I[,J…] with integer ordinals"))?;
+            for (i, o) in ordinals.iter().enumerate() {
+                if ordinals[..i].contains(o) {
+                    return Err(format!(
+                        "`{text}`: cuda:{o} is listed twice (one replica per device)"
+                    ));
+                }
+            }
             return Ok(DeviceList::Cuda(ordinals));
         }
         Err(format!(
@@ -108,6 +115,25 @@ impl DeviceList {
         match self {
             DeviceList::Cpu(n) => *n,
             DeviceList::Cuda(v) => v.len(),
+        }
+    }
+
+    /// Checks that every CUDA ordinal exists on a machine with `cuda_devices` CUDA devices
+    /// (what libtorch counts), so a wrong list is refused before a run starts.
+    pub fn check_available(&self, cuda_devices: usize) -> Result<(), String> {
+        let DeviceList::Cuda(ordinals) = self else {
+            return Ok(());
+        };
+        match ordinals.iter().find(|&&o| o >= cuda_devices) {
+            None => Ok(()),
+            Some(o) if cuda_devices == 0 => Err(format!(
+                "`{self}`: cuda:{o} requested but this machine has no CUDA device"
+            )),
+            Some(o) => Err(format!(
+                "`{self}`: cuda:{o} requested but this machine has {cuda_devices} CUDA device(s) \
+                 (cuda:0 to cuda:{})",
+                cuda_devices - 1
+            )),
         }
     }
 
@@ -540,5 +566,24 @@ mod tests {
         );
         assert!(DeviceList::parse("gpu").is_err());
         assert!(DeviceList::parse("cpu:0").is_err());
+        let twice = DeviceList::parse("cuda:0,1,0").unwrap_err();
+        assert!(twice.contains("cuda:0 is listed twice"), "{twice}");
+        assert!(DeviceList::parse("cuda:0,0").is_err());
+        assert!(DeviceList::parse("cuda:").is_err());
+        assert!(spec("devices = \"cuda:1,1\"").is_err());
+    }
+
+    #[test]
+    fn device_lists_are_checked_against_the_machine() {
+        let list = DeviceList::parse("cuda:0,2").unwrap();
+        assert!(list.check_available(3).is_ok());
+        let err = list.check_available(2).unwrap_err();
+        assert!(
+            err.contains("cuda:2 requested") && err.contains("2 CUDA device(s)"),
+            "{err}"
+        );
+        let err = list.check_available(0).unwrap_err();
+        assert!(err.contains("no CUDA device"), "{err}");
+        assert!(DeviceList::Cpu(4).check_available(0).is_ok());
     }
 }

@@ -64,6 +64,12 @@ pub fn inventory(devices: &str) -> Result<Inventory, String> {
     } else {
         DeviceList::parse(devices)?
     };
+    crate::devices::check_available(&list)?;
+    if list.replicas() > 1 && matches!(list, DeviceList::Cuda(_)) && !crate::devices::NCCL_BUILT {
+        tracing::warn!(
+            "built without the `cuda` feature: runs across several GPUs will be refused"
+        );
+    }
     Ok(match list {
         DeviceList::Cpu(_) => Inventory {
             offered: vec!["cpu".into()],

@@ -46,6 +46,10 @@ enum Command {
     DataBench(ablate_worker::cli_data::DataBenchArgs),
     /// Count and check a dataset before training on it.
     DataInspect(ablate_worker::cli_data::DataInspectArgs),
+    /// NCCL with a world of one on a GPU: init, all-reduce, forced abort, destroy
+    /// (deploy/gpu-check.sh).
+    #[command(hide = true)]
+    NcclCheck(cli::nccl_check::NcclCheckArgs),
 }
 
 fn main() {
@@ -56,6 +60,7 @@ fn main() {
         Some(Command::Train(args)) => cli::train::run(args),
         Some(Command::Bench(args)) => cli::bench::run_bench(args),
         Some(Command::Arch(args)) => cli::bench::run_arch(args),
+        Some(Command::NcclCheck(args)) => cli::nccl_check::run(args),
         Some(Command::DataBench(args)) => {
             ablate_worker::cli_data::run_data_bench(args).map_err(Into::into)
         }

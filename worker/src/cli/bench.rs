@@ -1,7 +1,7 @@
 //! `ablate-worker bench` (training throughput) and `ablate-worker arch` (a model's layer
 //! tree as JSON, which `bench/pytorch_train.py` builds the same network from).
 
-use ablate_common::spec::ModelFactors;
+use ablate_common::spec::{DeviceList, ModelFactors};
 
 use crate::bench::{self, BenchConfig};
 
@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// Classes.
     #[arg(long, default_value_t = 16)]
     pub classes: usize,
+    /// Autocast as a `mixed_precision` run does (bfloat16 on GPUs that have it).
+    #[arg(long)]
+    pub mixed_precision: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -58,17 +61,14 @@ pub struct ArchArgs {
 }
 
 fn parse_device(text: &str) -> anyhow::Result<tch::Device> {
-    if text == "cpu" {
-        return Ok(tch::Device::Cpu);
+    let list = DeviceList::parse(text)
+        .and_then(|list| crate::devices::check_available(&list).map(|()| list))
+        .map_err(|e| anyhow::anyhow!("--device {e}"))?;
+    match list {
+        DeviceList::Cpu(1) => Ok(tch::Device::Cpu),
+        DeviceList::Cuda(ordinals) if ordinals.len() == 1 => Ok(tch::Device::Cuda(ordinals[0])),
+        _ => anyhow::bail!("--device {text}: one device, `cpu` or `cuda:N`"),
     }
-    let ordinal = text
-        .strip_prefix("cuda:")
-        .and_then(|i| i.parse::<usize>().ok())
-        .ok_or_else(|| anyhow::anyhow!("--device {text}: expected `cpu` or `cuda:N`"))?;
-    if !tch::Cuda::is_available() || ordinal >= tch::Cuda::device_count() as usize {
-        anyhow::bail!("--device {text}: no such CUDA device on this machine");
-    }
-    Ok(tch::Device::Cuda(ordinal))
 }
 
 /// Runs `bench`.
@@ -87,7 +87,9 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         threads: args.threads,
         device: parse_device(&args.device)?,
-    });
+        mixed_precision: args.mixed_precision,
+    })
+    .map_err(anyhow::Error::msg)?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {

@@ -96,11 +96,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .dataset
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("{file_name}: a run needs a [dataset] table"))?;
-    let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
-        .map_err(|e| anyhow::anyhow!("{file_name}: dataset: {e}"))?;
     let devices = spec
         .device_list()
+        .and_then(|d| crate::devices::check_run(&d).map(|()| d))
         .map_err(|e| anyhow::anyhow!("{file_name}: devices: {e}"))?;
+    let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
+        .map_err(|e| anyhow::anyhow!("{file_name}: dataset: {e}"))?;
     let threads = spec
         .threads
         .unwrap_or_else(|| (num_cpus() / devices.replicas()).max(1));

@@ -114,9 +114,11 @@ impl Collective for CpuCollective {
     }
 
     fn abort(&self, reason: &str) {
-        if let Ok(mut guard) = self.state.lock() {
-            guard.aborted.get_or_insert_with(|| reason.to_string());
-        }
+        // A replica that panicked while holding the lock poisoned it: record the reason
+        // anyway, so the peers' calls fail with it.
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        guard.aborted.get_or_insert_with(|| reason.to_string());
+        drop(guard);
         self.changed.notify_all();
     }
 }

@@ -7,7 +7,7 @@
 
 mod cpu;
 #[cfg(feature = "cuda")]
-mod nccl;
+pub mod nccl;
 
 use std::time::Duration;
 

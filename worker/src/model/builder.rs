@@ -27,7 +27,7 @@ pub fn build(vs: &nn::Path, arch: &Architecture) -> Network {
 pub fn try_build(vs: &nn::Path, arch: &Architecture) -> Result<Network, ArchError> {
     analyse(arch)?;
     let layers = sequence(vs, &arch.layers, Shape::input(arch), arch.init)?;
-    Ok(Network { layers })
+    Ok(Network { layers, rng: None })
 }
 
 /// The nodes of `layers` from `input`, variables under `vs / index`.

@@ -5,6 +5,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use super::leaky_relu::{leaky_relu, leaky_relu_};
+use super::rng::ReplicaRng;
 
 /// One built layer; containers hold built sub-sequences.
 #[derive(Debug)]
@@ -47,15 +48,39 @@ pub(super) enum Node {
 /// `forward_t(xs, train)`: `train` switches batch norm (batch statistics, running averages
 /// updated) and dropout on; BN needs more than one value per channel while training, so a
 /// batch of one fails where a BN follows a global pool (GoogLeNet_BN).
+///
+/// Dropout draws its masks from the generator given to [`Network::set_rng`] (a training
+/// replica's own), else from torch's global generator.
 #[derive(Debug)]
 pub struct Network {
     pub(super) layers: Vec<Node>,
+    pub(super) rng: Option<ReplicaRng>,
+}
+
+impl Network {
+    /// Dropout masks come from `rng` from now on (it must be on the model's device).
+    pub fn set_rng(&mut self, rng: ReplicaRng) {
+        self.rng = Some(rng);
+    }
 }
 
 impl ModuleT for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        forward_sequence(&self.layers, xs, train)
+        let pass = Pass {
+            train,
+            rng: self.rng.as_ref(),
+        };
+        forward_sequence(&self.layers, xs, pass)
     }
+}
+
+/// What a forward pass needs besides its input.
+#[derive(Debug, Clone, Copy)]
+struct Pass<'a> {
+    /// Training mode (batch statistics, dropout on).
+    train: bool,
+    /// The replica's generator for dropout, else torch's global one.
+    rng: Option<&'a ReplicaRng>,
 }
 
 /// Runs `nodes` in order on `xs`.
@@ -64,7 +89,7 @@ impl ModuleT for Network {
 /// a layer whose backward pass does not read its own output (conv, linear, BN, concat,
 /// residual add): the input tensor, a branch's shared input, and outputs that autograd keeps
 /// (activations, pooling, views, eval-mode dropout's identity) are never written.
-fn forward_sequence(nodes: &[Node], xs: &Tensor, train: bool) -> Tensor {
+fn forward_sequence(nodes: &[Node], xs: &Tensor, pass: Pass<'_>) -> Tensor {
     let mut out: Option<Tensor> = None;
     let mut writable = false;
     for node in nodes {
@@ -75,7 +100,7 @@ fn forward_sequence(nodes: &[Node], xs: &Tensor, train: bool) -> Tensor {
             }
         }
         let input = out.as_ref().unwrap_or(xs);
-        let y = node.forward(input, train);
+        let y = node.forward(input, pass);
         writable = matches!(
             node,
             Node::Conv(_)
@@ -90,7 +115,8 @@ fn forward_sequence(nodes: &[Node], xs: &Tensor, train: bool) -> Tensor {
 }
 
 impl Node {
-    fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, xs: &Tensor, pass: Pass<'_>) -> Tensor {
+        let train = pass.train;
         match self {
             Node::Conv(conv) => conv.forward(xs),
             Node::BatchNorm(bn) => bn.forward_t(xs, train),
@@ -111,20 +137,20 @@ impl Node {
             Node::GlobalAvgPool => xs.adaptive_avg_pool2d([1, 1]),
             Node::Flatten => xs.flatten(1, -1),
             Node::Linear(linear) => linear.forward(xs),
-            Node::Dropout { p, implementation } => dropout(xs, *p, *implementation, train),
+            Node::Dropout { p, implementation } => dropout(xs, *p, *implementation, pass),
             Node::Concat(branches) => {
                 let outs: Vec<Tensor> = branches
                     .iter()
-                    .map(|branch| forward_sequence(branch, xs, train))
+                    .map(|branch| forward_sequence(branch, xs, pass))
                     .collect();
                 Tensor::cat(&outs, 1)
             }
             Node::Residual { body, shortcut } => {
-                let main = forward_sequence(body, xs, train);
+                let main = forward_sequence(body, xs, pass);
                 if shortcut.is_empty() {
                     main + xs
                 } else {
-                    main + forward_sequence(shortcut, xs, train)
+                    main + forward_sequence(shortcut, xs, pass)
                 }
             }
         }
@@ -191,20 +217,28 @@ fn activate_in_place(xs: &mut Tensor, act: Activation) -> bool {
 /// Dropout with probability `p`.
 ///
 /// Paddle 1.x (`downgrade_in_infer`): training keeps each value with probability 1 − p and
-/// does not rescale; eval multiplies by 1 − p. The mask comes from torch's generator, so
-/// `tch::manual_seed` makes it reproducible. PyTorch: inverted dropout, identity at eval.
-fn dropout(xs: &Tensor, p: f64, implementation: DropoutImpl, train: bool) -> Tensor {
+/// does not rescale; eval multiplies by 1 − p. PyTorch: inverted dropout (kept values scaled
+/// by 1/(1 − p)), identity at eval. The mask comes from the pass's generator when there is
+/// one, else from torch's global generator (`tch::manual_seed`).
+fn dropout(xs: &Tensor, p: f64, implementation: DropoutImpl, pass: Pass<'_>) -> Tensor {
     if p == 0.0 {
         return xs.shallow_clone();
     }
-    match (implementation, train) {
-        (DropoutImpl::Paddle, true) => {
-            let mut keep = xs.empty_like();
-            let _ = keep.bernoulli_float_(1.0 - p);
-            xs * keep
+    let keep_mask = || {
+        let mut keep = xs.empty_like();
+        match pass.rng {
+            Some(rng) => rng.bernoulli_(&mut keep, 1.0 - p),
+            None => {
+                let _ = keep.bernoulli_float_(1.0 - p);
+            }
         }
+        keep
+    };
+    match (implementation, pass.train) {
+        (DropoutImpl::Paddle, true) => xs * keep_mask(),
         (DropoutImpl::Paddle, false) => xs * (1.0 - p),
-        (DropoutImpl::Torch, _) => xs.dropout(p, train),
+        (DropoutImpl::Torch, true) if pass.rng.is_some() => xs * (keep_mask() / (1.0 - p)),
+        (DropoutImpl::Torch, _) => xs.dropout(p, pass.train),
     }
 }
 

@@ -6,9 +6,10 @@
 //! by slice size, so n replicas compute the gradient of the whole batch's mean loss — the
 //! same gradient one replica computes on the whole batch.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ablate_common::arch::Architecture;
@@ -19,13 +20,23 @@ use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointError};
 use super::optimizer::Optimizer;
+use super::precision;
 use super::step::{forward_backward, StepOutput};
 use crate::collective::{Collective, CollectiveError, CpuCollective};
 use crate::data::{BatchOptions, DataSource, Split};
-use crate::model::Network;
+use crate::model::{Network, ReplicaRng};
 
 /// How long a replica waits for its peers at a collective before failing the run.
 const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Test-only: `RANK:STEP` makes replica RANK panic at its STEP-th training step (0-based,
+/// counted from the start of this process's part of the run), as a CUDA out-of-memory
+/// panics inside a tch op.
+pub const PANIC_REPLICA_ENV: &str = "ABLATE_TEST_PANIC_REPLICA";
+
+/// Held while a run seeds torch's global generator and initialises its weights: the seed
+/// and the draws that follow belong to one run even when an agent starts two at once.
+static WEIGHT_INIT: Mutex<()> = Mutex::new(());
 
 /// Errors that end a run.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +59,14 @@ pub enum TrainError {
     /// A device the spec names is not usable here.
     #[error("device: {0}")]
     Device(String),
+    /// A replica panicked (a CUDA out-of-memory in a tch op, a bug); its group was aborted.
+    #[error("replica {rank} panicked: {message}")]
+    Panicked {
+        /// The replica's rank.
+        rank: usize,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl From<tch::TchError> for TrainError {
@@ -114,6 +133,12 @@ pub enum Outcome {
 struct Replica {
     rank: usize,
     device: Device,
+    /// The CUDA autocast dtype, `None` for float32.
+    autocast: Option<Kind>,
+    /// Training steps taken by this process (the test-only panic counts them).
+    steps_taken: u64,
+    /// The step at which to panic ([`PANIC_REPLICA_ENV`]).
+    panic_at: Option<u64>,
     vs: nn::VarStore,
     net: Network,
     opt: Optimizer,
@@ -133,10 +158,17 @@ pub fn train(
     let world = devices.len();
     tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
 
-    tch::manual_seed(spec.seed as i64);
     let mut replicas = Vec::with_capacity(world);
-    for (rank, device) in devices.iter().enumerate() {
-        replicas.push(build_replica(rank, *device, opts)?);
+    {
+        let _init = WEIGHT_INIT.lock().unwrap_or_else(|p| p.into_inner());
+        tch::manual_seed(spec.seed as i64);
+        for (rank, device) in devices.iter().enumerate() {
+            replicas.push(build_replica(rank, *device, opts)?);
+        }
+    }
+    let panic_at = injected_panic()?;
+    for r in replicas.iter_mut() {
+        r.panic_at = panic_at.and_then(|(rank, step)| (rank == r.rank).then_some(step));
     }
     let spec_hash = spec.training_hash();
     let mut history = Vec::new();
@@ -198,24 +230,19 @@ pub fn train(
                 let collective = collective.clone();
                 scope.spawn(move || {
                     tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
-                    let mut silent = Silent;
-                    let r = run_epochs(
+                    run_replica(
                         replica,
                         opts,
                         data,
                         &*collective,
-                        &mut silent,
+                        &mut Silent,
                         start_epoch,
                         &mut Vec::new(),
-                    );
-                    if let Err(e) = &r {
-                        collective.abort(&format!("replica {} failed: {e}", replica.rank));
-                    }
-                    r
+                    )
                 })
             })
             .collect();
-        let r0 = run_epochs(
+        let r0 = run_replica(
             &mut rank0,
             opts,
             data,
@@ -224,25 +251,29 @@ pub fn train(
             start_epoch,
             &mut history,
         );
-        if let Err(e) = &r0 {
-            collective.abort(&format!("replica 0 failed: {e}"));
-        }
+        // The first failure is the cause; the peers' errors are the abort it sent them.
         let mut first_error = r0.as_ref().err().map(|e| e.to_string());
+        let mut first_panic = None;
         for h in handles {
             match h.join() {
                 Ok(Ok(_)) => {}
+                Ok(Err(e @ TrainError::Panicked { .. })) => {
+                    first_panic.get_or_insert(e);
+                }
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e.to_string());
                 }
-                Err(_) => {
-                    first_error.get_or_insert("a replica thread panicked".into());
+                Err(payload) => {
+                    first_error.get_or_insert(panic_message(payload.as_ref()));
                 }
             }
         }
-        match (r0, first_error) {
-            (Ok(stopped), None) => Ok(stopped),
-            (Err(e), _) => Err(e),
-            (Ok(_), Some(e)) => Err(TrainError::Torch(e)),
+        match (r0, first_panic, first_error) {
+            (Err(e @ TrainError::Panicked { .. }), _, _) => Err(e),
+            (_, Some(panic), _) => Err(panic),
+            (Ok(stopped), None, None) => Ok(stopped),
+            (Err(e), None, _) => Err(e),
+            (Ok(_), None, Some(e)) => Err(TrainError::Torch(e)),
         }
     });
     match result? {
@@ -256,31 +287,73 @@ pub fn train(
 }
 
 fn torch_devices(devices: &DeviceList) -> Result<Vec<Device>, TrainError> {
-    match devices {
-        DeviceList::Cpu(n) => Ok(vec![Device::Cpu; *n]),
-        DeviceList::Cuda(ordinals) => {
-            let available = if tch::Cuda::is_available() {
-                tch::Cuda::device_count() as usize
-            } else {
-                0
-            };
-            ordinals
-                .iter()
-                .map(|&i| {
-                    if i < available {
-                        Ok(Device::Cuda(i))
-                    } else {
-                        Err(TrainError::Device(format!(
-                            "cuda:{i} requested but this machine has {available} CUDA device(s)"
-                        )))
-                    }
-                })
-                .collect()
-        }
+    crate::devices::check_run(devices).map_err(TrainError::Device)?;
+    Ok(match devices {
+        DeviceList::Cpu(n) => vec![Device::Cpu; *n],
+        DeviceList::Cuda(ordinals) => ordinals.iter().map(|&i| Device::Cuda(i)).collect(),
+    })
+}
+
+/// Reads [`PANIC_REPLICA_ENV`].
+fn injected_panic() -> Result<Option<(usize, u64)>, TrainError> {
+    let Ok(text) = std::env::var(PANIC_REPLICA_ENV) else {
+        return Ok(None);
+    };
+    let parsed = text
+        .split_once(':')
+        .and_then(|(rank, step)| Some((rank.trim().parse().ok()?, step.trim().parse().ok()?)));
+    parsed.map(Some).ok_or_else(|| {
+        TrainError::Device(format!("{PANIC_REPLICA_ENV}={text}: expected RANK:STEP"))
+    })
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs one replica's epochs. A failure, a panic included, aborts the group at once, so
+/// the peers waiting at a collective fail within a poll instead of the collective timeout.
+fn run_replica(
+    replica: &mut Replica,
+    opts: &TrainOptions,
+    data: &DataSource,
+    collective: &dyn Collective,
+    observer: &mut dyn Observer,
+    start_epoch: u32,
+    history: &mut Vec<EpochRecord>,
+) -> Result<EpochsEnd, TrainError> {
+    let rank = replica.rank;
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        run_epochs(
+            replica,
+            opts,
+            data,
+            collective,
+            observer,
+            start_epoch,
+            history,
+        )
+    }))
+    .unwrap_or_else(|payload| {
+        Err(TrainError::Panicked {
+            rank,
+            message: panic_message(payload.as_ref()),
+        })
+    });
+    if let Err(e) = &result {
+        collective.abort(&format!("replica {rank} failed: {e}"));
     }
+    result
 }
 
 fn build_replica(rank: usize, device: Device, opts: &TrainOptions) -> Result<Replica, TrainError> {
+    let autocast =
+        precision::autocast_for(opts.spec.mixed_precision, device).map_err(TrainError::Device)?;
     let vs = nn::VarStore::new(device);
     let net = crate::model::build(&vs.root(), &opts.arch);
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -303,6 +376,9 @@ fn build_replica(rank: usize, device: Device, opts: &TrainOptions) -> Result<Rep
     Ok(Replica {
         rank,
         device,
+        autocast,
+        steps_taken: 0,
+        panic_at: None,
         vs,
         net,
         opt,
@@ -388,7 +464,9 @@ fn run_epochs(
     let spec = &opts.spec;
     for epoch in start_epoch..spec.epochs {
         let epoch_started = Instant::now();
-        tch::manual_seed(epoch_seed(spec.seed, epoch, replica.rank));
+        let seed = epoch_seed(spec.seed, epoch, replica.rank) as u64;
+        let rng = ReplicaRng::new(replica.device, seed).map_err(TrainError::Device)?;
+        replica.net.set_rng(rng);
         let lr = spec.lr_at_epoch(epoch);
         let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)?
         {
@@ -444,7 +522,6 @@ fn train_epoch(
     let batch_opts = train_options(spec, epoch, replica.rank, world);
     let steps_per_epoch = split.steps(&batch_opts) as u64;
     let device = replica.device;
-    let autocast = spec.mixed_precision && device.is_cuda();
     // Accumulated on the device: no host sync per step.
     let loss_sum = Tensor::zeros([], (Kind::Double, device));
     let correct = Tensor::zeros([], (Kind::Int64, device));
@@ -454,8 +531,15 @@ fn train_epoch(
         let images = batch.images.to_device(device);
         let labels = batch.labels.to_device(device);
         let n = labels.size()[0];
+        if replica.panic_at == Some(replica.steps_taken) {
+            panic!(
+                "injected by {PANIC_REPLICA_ENV} at step {}",
+                replica.steps_taken
+            );
+        }
         let StepOutput {
             logits,
+            compute_kind,
             loss,
             mut grads,
         } = forward_backward(
@@ -463,8 +547,16 @@ fn train_epoch(
             replica.opt.tensors(),
             &images,
             &labels,
-            autocast,
+            replica.autocast,
         )?;
+        if replica.steps_taken == 0 && replica.rank == 0 {
+            tracing::info!(
+                device = ?device,
+                "training computes in {}",
+                precision::kind_name(compute_kind)
+            );
+        }
+        replica.steps_taken += 1;
         let stop = opts.stop.load(Ordering::Relaxed);
         if world > 1 {
             if reduce_gradients(replica.rank, &mut grads, collective, n, stop)? {
@@ -583,7 +675,7 @@ fn evaluate(
 ) -> Result<Option<(f64, f64)>, TrainError> {
     let spec = &opts.spec;
     let device = replica.device;
-    let autocast = spec.mixed_precision && device.is_cuda();
+    let autocast = replica.autocast;
     let eval_opts = eval_options(spec, replica.rank, collective.world());
     let loss_sum = Tensor::zeros([], (Kind::Double, device));
     let correct = Tensor::zeros([], (Kind::Int64, device));
@@ -599,8 +691,12 @@ fn evaluate(
             let images = batch.images.to_device(device);
             let labels = batch.labels.to_device(device);
             let n = labels.size()[0];
-            let logits = tch::autocast(autocast, || replica.net.forward_t(&images, false))
-                .to_kind(Kind::Float);
+            if let Some(kind) = autocast {
+                precision::set_cuda_autocast_dtype(kind);
+            }
+            let logits =
+                tch::autocast(autocast.is_some(), || replica.net.forward_t(&images, false))
+                    .to_kind(Kind::Float);
             let loss = logits.cross_entropy_for_logits(&labels);
             let _ = loss_sum
                 .shallow_clone()

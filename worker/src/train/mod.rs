@@ -3,6 +3,7 @@
 pub mod checkpoint;
 mod engine;
 pub mod optimizer;
+pub mod precision;
 pub mod step;
 
-pub use engine::{train, Observer, Outcome, Silent, TrainError, TrainOptions};
+pub use engine::{train, Observer, Outcome, Silent, TrainError, TrainOptions, PANIC_REPLICA_ENV};

@@ -4,6 +4,7 @@
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
+use super::precision;
 use crate::model::Network;
 
 /// What a forward and backward pass on one batch leaves.
@@ -11,13 +12,16 @@ use crate::model::Network;
 pub struct StepOutput {
     /// `[N, classes]` logits, float32.
     pub logits: Tensor,
+    /// The dtype the model computed its logits in (bfloat16 under autocast).
+    pub compute_kind: Kind,
     /// The batch's mean cross-entropy (0-dim, still on the device).
     pub loss: Tensor,
     /// One gradient per parameter, in the order of the `params` given.
     pub grads: Vec<Tensor>,
 }
 
-/// Forward in train mode, mean cross-entropy, and the gradient of every parameter.
+/// Forward in train mode, mean cross-entropy, and the gradient of every parameter;
+/// `autocast` is the CUDA autocast dtype ([`precision::autocast_kind`]), `None` for float32.
 ///
 /// The gradients are returned by the autograd engine rather than accumulated into each
 /// parameter's `.grad`: nothing has to be zeroed before the step and nothing is added into an
@@ -28,9 +32,14 @@ pub fn forward_backward(
     params: &[Tensor],
     images: &Tensor,
     labels: &Tensor,
-    autocast: bool,
+    autocast: Option<Kind>,
 ) -> Result<StepOutput, tch::TchError> {
-    let logits = tch::autocast(autocast, || net.forward_t(images, true)).f_to_kind(Kind::Float)?;
+    if let Some(kind) = autocast {
+        precision::set_cuda_autocast_dtype(kind);
+    }
+    let raw = tch::autocast(autocast.is_some(), || net.forward_t(images, true));
+    let compute_kind = raw.kind();
+    let logits = raw.f_to_kind(Kind::Float)?;
     let loss = logits.cross_entropy_for_logits(labels);
     let grads = Tensor::f_run_backward(&[&loss], params, false, false)?
         .into_iter()
@@ -39,6 +48,7 @@ pub fn forward_backward(
         .collect();
     Ok(StepOutput {
         logits,
+        compute_kind,
         loss,
         grads,
     })

@@ -1,0 +1,118 @@
+//! The dtype a run computes in under `mixed_precision`, and setting it in libtorch
+//! (`csrc/autocast.cpp`): `tch::autocast` only switches autocast on, and CUDA autocast's
+//! default dtype is float16, which without loss scaling underflows small gradients to zero
+//! and overflows large activations to inf.
+
+use std::ffi::{c_char, c_int};
+
+use tch::{Device, Kind};
+
+use crate::model::take_shim_error;
+
+extern "C" {
+    fn ablate_autocast_set_cuda_dtype(dtype: c_int) -> *mut c_char;
+    fn ablate_autocast_cuda_dtype() -> c_int;
+    fn ablate_cuda_supports_bf16(device_index: c_int, out: *mut c_int) -> *mut c_char;
+}
+
+/// The autocast dtype of a replica: bfloat16 on a CUDA device that supports it when the
+/// spec asks for mixed precision; `None` (float32 throughout) otherwise, since the CPU
+/// path has no autocast and float16 without loss scaling is not safe to train in.
+pub fn autocast_kind(mixed_precision: bool, device: Device, bf16_supported: bool) -> Option<Kind> {
+    match device {
+        Device::Cuda(_) if mixed_precision && bf16_supported => Some(Kind::BFloat16),
+        _ => None,
+    }
+}
+
+/// Whether CUDA device `index` computes in bfloat16 natively (compute capability ≥ 8.0).
+pub fn cuda_supports_bf16(index: usize) -> Result<bool, String> {
+    let mut out: c_int = 0;
+    // SAFETY: the shim writes `out` and returns null or an owned message.
+    match unsafe { take_shim_error(ablate_cuda_supports_bf16(index as c_int, &mut out)) } {
+        Some(message) => Err(format!("cuda:{index}: {message}")),
+        None => Ok(out == 1),
+    }
+}
+
+/// The autocast dtype for a replica on `device`, asking the device when it is CUDA.
+pub fn autocast_for(mixed_precision: bool, device: Device) -> Result<Option<Kind>, String> {
+    let bf16 = match device {
+        Device::Cuda(i) if mixed_precision => cuda_supports_bf16(i)?,
+        _ => false,
+    };
+    if mixed_precision && device.is_cuda() && !bf16 {
+        tracing::warn!(
+            ?device,
+            "mixed_precision: this GPU has no bfloat16; training in float32 \
+             (float16 without loss scaling is not safe)"
+        );
+    }
+    Ok(autocast_kind(mixed_precision, device, bf16))
+}
+
+/// Sets the calling thread's CUDA autocast dtype (thread-local in libtorch) to `kind`,
+/// float16 or bfloat16.
+pub fn set_cuda_autocast_dtype(kind: Kind) {
+    let code = match kind {
+        Kind::BFloat16 => 2,
+        Kind::Half => 1,
+        other => panic!("autocast computes in float16 or bfloat16, not {other:?}"),
+    };
+    // SAFETY: the shim returns null or an owned message.
+    if let Some(message) = unsafe { take_shim_error(ablate_autocast_set_cuda_dtype(code)) } {
+        panic!("set_autocast_dtype: {message}");
+    }
+}
+
+/// The calling thread's CUDA autocast dtype.
+pub fn cuda_autocast_dtype() -> Option<Kind> {
+    // SAFETY: a plain getter.
+    match unsafe { ablate_autocast_cuda_dtype() } {
+        1 => Some(Kind::Half),
+        2 => Some(Kind::BFloat16),
+        _ => None,
+    }
+}
+
+/// A short name for a compute dtype (`fp32`, `bf16`, `fp16`), as reports print it.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Float => "fp32",
+        Kind::BFloat16 => "bf16",
+        Kind::Half => "fp16",
+        Kind::Double => "fp64",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_precision_is_bf16_on_gpus_that_have_it_and_fp32_elsewhere() {
+        let gpu = Device::Cuda(0);
+        assert_eq!(autocast_kind(true, gpu, true), Some(Kind::BFloat16));
+        assert_eq!(autocast_kind(true, gpu, false), None);
+        assert_eq!(autocast_kind(false, gpu, true), None);
+        assert_eq!(autocast_kind(true, Device::Cpu, true), None);
+        assert_eq!(autocast_for(true, Device::Cpu).unwrap(), None);
+    }
+
+    /// The setter reaches libtorch's thread-local autocast state (no GPU needed), and
+    /// another thread keeps its own.
+    #[test]
+    fn the_dtype_is_set_per_thread() {
+        set_cuda_autocast_dtype(Kind::BFloat16);
+        assert_eq!(cuda_autocast_dtype(), Some(Kind::BFloat16));
+        let other = std::thread::spawn(cuda_autocast_dtype).join().unwrap();
+        assert_eq!(
+            other,
+            Some(Kind::Half),
+            "libtorch's default in a fresh thread"
+        );
+        set_cuda_autocast_dtype(Kind::Half);
+        assert_eq!(cuda_autocast_dtype(), Some(Kind::Half));
+    }
+}
