@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::app::{default_data_dir, parse_duration};
 use super::watch::WatchOutcome;
-use crate::auth::Token;
+use crate::auth::{RoleTokens, Token};
 use crate::client;
 use crate::report::Format;
 use crate::server::serve_state;
@@ -66,6 +66,21 @@ async fn write_reports(
     Ok(written)
 }
 
+/// The local workers may read the grid's own datasets (the user of `ablate run` owns both)
+/// and the usual dataset directory.
+fn data_roots(grid: &ablate_common::spec::grid::Grid) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = vec![PathBuf::from("/usr/share/datasets")];
+    for run in &grid.runs {
+        if let Some(dataset) = &run.spec.dataset {
+            if !roots.contains(&dataset.root) {
+                roots.push(dataset.root.clone());
+            }
+        }
+    }
+    roots.retain(|r| r.is_dir());
+    roots
+}
+
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be checked before starting anything.
     let (text, file_name) = super::submit::read_grid(&args.grid)?;
@@ -84,8 +99,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         })
     });
 
-    // The coordinator, in process, on a loopback port, with a fresh random token.
-    let token = Token::generate();
+    // The coordinator, in process, on a loopback port, with fresh random tokens (one for
+    // this process as the user, one for the local workers).
+    let tokens = RoleTokens::generate();
     let coord = Coordinator::open(&CoordinatorConfig {
         data_dir: args.data_dir.clone(),
         lease_ttl: args.lease_ttl,
@@ -95,9 +111,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (stop_server, stopped) = oneshot::channel::<()>();
     let server = {
         let coord = coord.clone();
-        let token = token.clone();
+        let tokens = tokens.clone();
         tokio::spawn(async move {
-            serve_state(coord, Some(&token), listener, async {
+            serve_state(coord, Some(&tokens), None, listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -107,8 +123,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut workers = LocalWorkers::spawn(&WorkerLaunch {
         program,
         url: url.clone(),
-        token: token.clone(),
+        token: tokens.worker.clone(),
         devices: device_sets.clone(),
+        data_roots: data_roots(&grid),
         threads,
         data_dir: args.data_dir.clone(),
     })?;
@@ -122,7 +139,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = drive(
         &coord,
         &url,
-        &token,
+        &tokens.user,
         &text,
         &file_name,
         &grid.name,
@@ -153,7 +170,7 @@ async fn drive(
     data_dir: &Path,
     workers: &mut LocalWorkers,
 ) -> anyhow::Result<ExitCode> {
-    let mut client = client::connect(url, Some(token)).await?;
+    let mut client = client::connect(url, Some(token), &Default::default()).await?;
     let experiment = match coord.resumable(name, text)? {
         Some(e) => {
             eprintln!(
