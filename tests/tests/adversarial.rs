@@ -168,7 +168,7 @@ fn hostile_grids_are_refused_before_they_are_expanded() {
         (
             "warm.toml",
             huge_warmup,
-            "warmup_epochs: 4294967295 (the limit is 100000)",
+            "warmup_epochs`: 4294967295 (the limit is 100000)",
         ),
     ];
     for (file, text, expected) in &cases {
