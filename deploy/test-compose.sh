@@ -75,8 +75,10 @@ export ABLATE_ENV_FILE="$TMP/ablate.env"
 export ABLATE_PUBLISH="127.0.0.1:0"          # a free port, read back with `compose port`
 export ABLATE_DATASETS="${ABLATE_DATASETS:-/usr/share/datasets}"
 export RUST_LOG="${RUST_LOG:-info}"
-TOKEN="test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-echo "ABLATE_TOKEN=$TOKEN" >"$ABLATE_ENV_FILE"
+# TLS and two tokens, as in production: certificates and tokens made for this run.
+export ABLATE_SECRETS="$TMP/secrets"
+"$DEPLOY/make-certs.sh" "$ABLATE_SECRETS" >/dev/null
+echo "RUST_LOG=$RUST_LOG" >"$ABLATE_ENV_FILE"
 # The test hold: runs wait after each epoch while $HOLD/hold exists (and $HOLD/<run id>
 # does not). Created before the stack starts, so no run can get past its first epoch
 # unnoticed.
@@ -148,8 +150,9 @@ wait_for() {
 healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$COORD")" = healthy ]; }
 wait_for 90 "the coordinator's healthcheck" healthy
 HOSTPORT="$(compose port coordinator 50051 | tail -1)"
-URL="http://$HOSTPORT"
-export ABLATE_TOKEN="$TOKEN"
+URL="https://$HOSTPORT"
+export ABLATE_CA="$ABLATE_SECRETS/user/ca.pem"
+export ABLATE_USER_TOKEN_FILE="$ABLATE_SECRETS/user/user.token"
 log "coordinator healthy at $URL"
 
 # Both workers registered, so that the grid is placed on both from the start (and the

@@ -13,3 +13,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The metadata key that carries the shared token.
 pub const AUTH_METADATA_KEY: &str = "authorization";
+
+/// The metadata key that carries a worker's session secret: `Register` answers with it and
+/// every later worker call sends it back.
+pub const SESSION_METADATA_KEY: &str = "ablate-session";

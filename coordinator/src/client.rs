@@ -1,10 +1,9 @@
 //! Clients of the user-facing service, with the token attached to every call.
 
-use std::time::Duration;
-
 use ablate_common::proto::experiments_client::ExperimentsClient;
+use ablate_common::tls::ClientTls;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::auth::{ClientAuth, Token};
 use crate::server::MAX_MESSAGE_BYTES;
@@ -15,8 +14,8 @@ pub type Client = ExperimentsClient<InterceptedService<Channel, ClientAuth>>;
 /// Errors of connecting.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The address is not a URL tonic takes.
-    #[error("bad coordinator address `{url}`: {detail}")]
+    /// The address is not a URL tonic takes, or its TLS settings are wrong.
+    #[error("coordinator `{url}`: {detail}")]
     Address {
         /// The address.
         url: String,
@@ -51,20 +50,24 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Connects to the coordinator at `url` (`http://host:port`).
-pub async fn connect(url: &str, token: Option<&Token>) -> Result<Client, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| ClientError::Address {
+/// Connects to the coordinator at `url` (`https://host:port` with `tls.ca`, or
+/// `http://` on loopback) with the user token.
+pub async fn connect(
+    url: &str,
+    token: Option<&Token>,
+    tls: &ClientTls,
+) -> Result<Client, ClientError> {
+    let endpoint =
+        ablate_common::tls::endpoint(url, tls).map_err(|detail| ClientError::Address {
             url: url.to_string(),
-            detail: chain(&e),
-        })?
-        .connect_timeout(Duration::from_secs(10));
+            detail,
+        })?;
     let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
         url: url.to_string(),
         detail: chain(&e),
     })?;
     Ok(
-        ExperimentsClient::with_interceptor(channel, ClientAuth::new(token))
+        ExperimentsClient::with_interceptor(channel, ClientAuth::with_token(token))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     )
 }

@@ -11,7 +11,8 @@
 //!   checkpoints behind one lock; the operations the services delegate to.
 //! - [`checkpoints`]: checkpoint files under `DATA_DIR/checkpoints/<run>/`.
 //! - [`service`]: the gRPC services (`Workers`, `Experiments`): validate, convert, delegate.
-//! - [`auth`]: the shared token (server interceptor, client interceptor).
+//! - [`auth`]: the user and worker tokens (server interceptor per role).
+//! - [`session`]: worker session secrets (issued at `Register`, checked on every call).
 //! - [`server`]: [`server::serve`] with graceful shutdown and the lease-expiry task.
 //! - [`client`]: a connected `Experiments` client with the token.
 //! - [`cli`]: the `ablate` commands; [`single_node`]: `ablate run`.
@@ -31,6 +32,7 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod sim;
+pub mod session;
 pub mod single_node;
 pub mod state;
 pub mod store;

@@ -1,5 +1,6 @@
-//! Serving: the two services behind the token check, a health service, and the lease
-//! expiry task; graceful shutdown when a future completes (mini-redis style).
+//! Serving: the two services behind their role's token check, a health service, and the
+//! lease expiry task; optional TLS; graceful shutdown when a future completes (mini-redis
+//! style).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -11,14 +12,24 @@ use ablate_common::proto::workers_server::WorkersServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{error, info, warn};
 
-use crate::auth::{ServerAuth, Token};
+use crate::auth::{Role, RoleTokens, ServerAuth};
 use crate::service::{ExperimentsService, WorkersService};
+use crate::session::Sessions;
 use crate::state::{CoordError, Coordinator, CoordinatorConfig};
 
-/// The largest message the coordinator accepts (checkpoint chunks are the big ones).
+/// The largest message the coordinator sends (a report can be large) and a client accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The largest message a user may send: a grid file (capped at
+/// [`ablate_common::spec::grid::MAX_GRID_FILE_BYTES`]) and its name.
+pub const MAX_USER_REQUEST_BYTES: usize =
+    ablate_common::spec::grid::MAX_GRID_FILE_BYTES + (64 << 10);
+
+/// The largest message a worker may send: a checkpoint chunk (1 MiB) with room to spare.
+pub const MAX_WORKER_REQUEST_BYTES: usize = 4 << 20;
 
 /// The default lease TTL.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
@@ -32,9 +43,17 @@ pub enum ServerError {
     /// The transport failed.
     #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
-    /// Neither a token nor `--no-auth`.
-    #[error("refusing to serve without a token: pass --token or set ABLATE_TOKEN (or --no-auth on a trusted network)")]
+    /// Neither tokens nor `--no-auth`.
+    #[error("refusing to serve without tokens: pass --user-token and --worker-token (or ABLATE_USER_TOKEN and ABLATE_WORKER_TOKEN, or their *_FILE variants; --no-auth only on a trusted network)")]
     NoToken,
+    /// The session key file cannot be read or created.
+    #[error("worker session key in {path}: {cause}")]
+    SessionKey {
+        /// The data directory.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
 }
 
 /// How to serve.
@@ -42,25 +61,60 @@ pub enum ServerError {
 pub struct ServerConfig {
     /// The SQLite file, checkpoints and TensorBoard logs live here.
     pub data_dir: PathBuf,
-    /// The shared token; `None` only with `allow_no_auth`.
-    pub token: Option<Token>,
+    /// The user and worker tokens; `None` only with `allow_no_auth`.
+    pub tokens: Option<RoleTokens>,
     /// Serve without a token (explicit `--no-auth`).
     pub allow_no_auth: bool,
     /// Lease time-to-live.
     pub lease_ttl: Duration,
     /// Complete checkpoints kept per run.
     pub keep_checkpoints: usize,
+    /// TLS; `None` serves plain HTTP/2 (loopback, or `--insecure-plaintext`).
+    pub tls: Option<ServerTls>,
+}
+
+/// The server's TLS material (PEM).
+#[derive(Clone)]
+pub struct ServerTls {
+    /// Certificate chain.
+    pub cert: Vec<u8>,
+    /// Private key.
+    pub key: Vec<u8>,
+    /// CA of worker client certificates: when set, the `Workers` service requires a
+    /// client certificate signed by it (users need none).
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    fn config(&self) -> ServerTlsConfig {
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&self.cert, &self.key));
+        if let Some(ca) = &self.client_ca {
+            config = config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        config
+    }
 }
 
 impl ServerConfig {
-    /// Defaults around a data directory and a token.
-    pub fn new(data_dir: PathBuf, token: Option<Token>) -> ServerConfig {
+    /// Defaults around a data directory and the tokens.
+    pub fn new(data_dir: PathBuf, tokens: Option<RoleTokens>) -> ServerConfig {
         ServerConfig {
             data_dir,
-            token,
+            tokens,
             allow_no_auth: false,
             lease_ttl: DEFAULT_LEASE_TTL,
             keep_checkpoints: 1,
+            tls: None,
         }
     }
 }
@@ -72,7 +126,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    if config.token.is_none() && !config.allow_no_auth {
+    if config.tokens.is_none() && !config.allow_no_auth {
         return Err(ServerError::NoToken);
     }
     let coord = Coordinator::open(&CoordinatorConfig {
@@ -80,18 +134,29 @@ pub async fn serve(
         lease_ttl: config.lease_ttl,
         keep_checkpoints: config.keep_checkpoints,
     })?;
-    serve_state(coord, config.token.as_ref(), listener, shutdown).await
+    serve_state(
+        coord,
+        config.tokens.as_ref(),
+        config.tls.as_ref(),
+        listener,
+        shutdown,
+    )
+    .await
 }
 
-/// Serves an opened state (see [`serve`]).
+/// Serves an opened state (see [`serve`]); `tls` `None` serves plain HTTP/2.
 pub async fn serve_state(
     coord: Arc<Coordinator>,
-    token: Option<&Token>,
+    tokens: Option<&RoleTokens>,
+    tls: Option<&ServerTls>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let auth = ServerAuth::new(token);
-    if !auth.enabled() {
+    let sessions = Sessions::open(coord.data_dir()).map_err(|cause| ServerError::SessionKey {
+        path: coord.data_dir().to_path_buf(),
+        cause,
+    })?;
+    if tokens.is_none() {
         warn!("authentication is OFF (--no-auth): anyone who can reach this port controls the coordinator");
     }
     let expiry = tokio::spawn(expire_leases(coord.clone()));
@@ -103,22 +168,27 @@ pub async fn serve_state(
         .await;
 
     let workers = InterceptedService::new(
-        WorkersServer::new(WorkersService::new(coord.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        WorkersServer::new(WorkersService::new(coord.clone(), sessions))
+            .max_decoding_message_size(MAX_WORKER_REQUEST_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        auth.clone(),
+        ServerAuth::new(Role::Worker, tokens)
+            .require_client_cert(tls.is_some_and(|t| t.client_ca.is_some())),
     );
     let experiments = InterceptedService::new(
         ExperimentsServer::new(ExperimentsService::new(coord.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_USER_REQUEST_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        auth,
+        ServerAuth::new(Role::User, tokens),
     );
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, auth = token.is_some(), "coordinator listening");
+        info!(%addr, auth = tokens.is_some(), tls = tls.is_some(), "coordinator listening");
     }
     let closing = coord.clone();
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.config())?;
+    }
+    let result = builder
         .add_service(health_service)
         .add_service(workers)
         .add_service(experiments)

@@ -161,10 +161,12 @@ pub struct WorkerLaunch {
     pub program: PathBuf,
     /// The coordinator URL (loopback).
     pub url: String,
-    /// The token, handed over in the environment (never on the command line).
+    /// The worker token, handed over in the environment (never on the command line).
     pub token: Token,
     /// Each worker's `--devices`.
     pub devices: Vec<String>,
+    /// Each worker's `--data-root`s (the grid's dataset roots; empty: the worker default).
+    pub data_roots: Vec<PathBuf>,
     /// Each worker's `--threads`.
     pub threads: Option<usize>,
     /// Logs go to `<data_dir>/logs/`, work dirs to `<data_dir>/workers/`.
@@ -201,11 +203,20 @@ impl LocalWorkers {
                 .arg(&name)
                 .arg("--work-dir")
                 .arg(launch.data_dir.join("workers").join(&name))
-                .env("ABLATE_TOKEN", launch.token.expose())
+                .env("ABLATE_WORKER_TOKEN", launch.token.expose())
+                // The user's own settings for a remote coordinator do not apply here.
+                .env_remove("ABLATE_TOKEN")
+                .env_remove("ABLATE_WORKER_TOKEN_FILE")
+                .env_remove("ABLATE_CA")
+                .env_remove("ABLATE_TLS_CERT")
+                .env_remove("ABLATE_TLS_KEY")
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(file))
                 .stderr(Stdio::from(err_file))
                 .kill_on_drop(true);
+            for root in &launch.data_roots {
+                command.arg("--data-root").arg(root);
+            }
             if let Some(threads) = launch.threads {
                 command.arg("--threads").arg(threads.to_string());
             }

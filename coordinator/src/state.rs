@@ -6,8 +6,8 @@
 //! changes nothing, and a crash after the commit loses nothing that was acknowledged.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
 use ablate_common::spec::grid::{parse_grid, stored_priority, GridError};
@@ -28,12 +28,19 @@ use crate::tensorboard::TensorBoardLogs;
 /// The SQLite file's name in the data directory.
 pub const STORE_FILE: &str = "ablate.sqlite";
 
-/// Milliseconds since the Unix epoch, now.
+/// Milliseconds since the Unix epoch, now, on a monotonic clock: the wall clock is read
+/// once per process and time advances by [`Instant`] from there, so a clock step (NTP,
+/// an operator) cannot expire every lease at once or stretch them.
 pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    static ANCHOR: OnceLock<(Instant, Millis)> = OnceLock::new();
+    let (start, wall) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0);
+        (Instant::now(), wall)
+    });
+    wall + start.elapsed().as_millis() as Millis
 }
 
 /// Errors of coordinator operations; `service::status` maps them to gRPC codes.
@@ -702,6 +709,11 @@ impl Coordinator {
             .map(|run| self.assignment(&inner, run))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((id, held))
+    }
+
+    /// Whether a worker with this id is registered.
+    pub fn has_worker(&self, worker_id: &str) -> bool {
+        self.lock().sched.worker(worker_id).is_some()
     }
 
     fn assignment(&self, inner: &Inner, run: &RunSched) -> Result<Assignment, CoordError> {

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ablate_common::proto::SESSION_METADATA_KEY;
 use ablate_common::proto::{self, workers_client::WorkersClient, PROTOCOL_VERSION};
-use ablate_coordinator::auth::{ClientAuth, Token};
+use ablate_coordinator::auth::{ClientAuth, RoleTokens, Token};
 use ablate_coordinator::client::{self, Client};
 use ablate_coordinator::server::{serve, ServerConfig, ServerError};
 use sha2::Digest;
@@ -17,7 +18,24 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Code;
 
-type Workers = WorkersClient<InterceptedService<Channel, ClientAuth>>;
+/// A worker's client and its interceptor (which keeps the session secret).
+struct Workers {
+    client: WorkersClient<InterceptedService<Channel, ClientAuth>>,
+    auth: ClientAuth,
+}
+
+impl std::ops::Deref for Workers {
+    type Target = WorkersClient<InterceptedService<Channel, ClientAuth>>;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Workers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
 
 const GRID: &str = r#"name = "wire"
 
@@ -50,11 +68,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start(dir: &std::path::Path, token: &Token, ttl: Duration) -> Server {
+    async fn start(dir: &std::path::Path, tokens: &RoleTokens, ttl: Duration) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut config = ServerConfig::new(dir.to_path_buf(), Some(token.clone()));
+        let mut config = ServerConfig::new(dir.to_path_buf(), Some(tokens.clone()));
         config.lease_ttl = ttl;
         let task = tokio::spawn(serve(config, listener, async {
             let _ = stopped.await;
@@ -76,30 +94,53 @@ impl Server {
     }
 
     async fn users(&self, token: Option<&Token>) -> Client {
-        client::connect(&self.url, token).await.unwrap()
+        client::connect(&self.url, token, &Default::default())
+            .await
+            .unwrap()
     }
 
     async fn workers(&self, token: Option<&Token>) -> Workers {
+        self.workers_with(ClientAuth::with_token(token)).await
+    }
+
+    async fn workers_with(&self, auth: ClientAuth) -> Workers {
         let channel = Channel::from_shared(self.url.clone())
             .unwrap()
             .connect()
             .await
             .unwrap();
-        WorkersClient::with_interceptor(channel, ClientAuth::new(token))
+        Workers {
+            client: WorkersClient::with_interceptor(channel, auth.clone()),
+            auth,
+        }
     }
 }
 
+async fn try_register(
+    w: &mut Workers,
+    worker_id: &str,
+) -> Result<proto::RegisterResponse, tonic::Status> {
+    let response = w
+        .client
+        .register(proto::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: "test-host".into(),
+            devices: vec![proto::Device { name: "cpu".into() }],
+            threads: 2,
+            worker_id: worker_id.into(),
+            data_roots: Vec::new(),
+        })
+        .await?;
+    let secret = response
+        .metadata()
+        .get(SESSION_METADATA_KEY)
+        .expect("Register answers with a session secret");
+    w.auth.set_session(secret.to_str().unwrap()).unwrap();
+    Ok(response.into_inner())
+}
+
 async fn register(w: &mut Workers, worker_id: &str) -> proto::RegisterResponse {
-    w.register(proto::RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: "test-host".into(),
-        devices: vec![proto::Device { name: "cpu".into() }],
-        threads: 2,
-        worker_id: worker_id.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
+    try_register(w, worker_id).await.unwrap()
 }
 
 async fn acquire(w: &mut Workers, worker_id: &str) -> Option<proto::Assignment> {
@@ -148,17 +189,21 @@ fn progress(
 }
 
 #[tokio::test]
-async fn every_rpc_needs_the_token() {
+async fn every_rpc_needs_the_token_of_its_role() {
     let dir = temp_dir("auth");
-    let token = Token::new("right-token").unwrap();
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
+    let tokens = RoleTokens::new(
+        Token::new("right-user-token").unwrap(),
+        Token::new("right-worker-token").unwrap(),
+    )
+    .unwrap();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
 
     let wrong = Token::new("wrong-token").unwrap();
     for t in [None, Some(&wrong)] {
         let mut users = server.users(t).await;
         let err = users.list(proto::ListRequest {}).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
-        assert!(!err.message().contains("right-token"));
+        assert!(!err.message().contains("right-"));
         let err = users
             .submit(proto::SubmitRequest {
                 grid_toml: GRID.into(),
@@ -168,16 +213,7 @@ async fn every_rpc_needs_the_token() {
             .unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
         let mut workers = server.workers(t).await;
-        let err = workers
-            .register(proto::RegisterRequest {
-                protocol_version: PROTOCOL_VERSION,
-                name: "x".into(),
-                devices: vec![proto::Device { name: "cpu".into() }],
-                threads: 1,
-                worker_id: String::new(),
-            })
-            .await
-            .unwrap_err();
+        let err = try_register(&mut workers, "").await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
         let err = workers
             .acquire(proto::AcquireRequest::default())
@@ -185,8 +221,31 @@ async fn every_rpc_needs_the_token() {
             .unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
     }
-    let mut users = server.users(Some(&token)).await;
+    // Each role's token opens its own service only.
+    let mut as_user = server.workers(Some(&tokens.user)).await;
+    let err = try_register(&mut as_user, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("needs the worker token"),
+        "{}",
+        err.message()
+    );
+    let mut users_with_worker_token = server.users(Some(&tokens.worker)).await;
+    let err = users_with_worker_token
+        .list(proto::ListRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("needs the user token"),
+        "{}",
+        err.message()
+    );
+
+    let mut users = server.users(Some(&tokens.user)).await;
     assert!(users.list(proto::ListRequest {}).await.is_ok());
+    let mut w = server.workers(Some(&tokens.worker)).await;
+    assert!(try_register(&mut w, "").await.is_ok());
     server.stop().await;
 }
 
@@ -202,9 +261,9 @@ async fn serve_refuses_to_start_without_a_token() {
 #[tokio::test]
 async fn a_bad_grid_is_refused_with_its_position_and_the_server_keeps_serving() {
     let dir = temp_dir("badgrid");
-    let token = Token::generate();
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&token)).await;
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     let err = users
         .submit(proto::SubmitRequest {
             grid_toml: GRID.replace("epochs = 2", "epochs = 2\nepochz = 3"),
@@ -234,9 +293,9 @@ async fn a_bad_grid_is_refused_with_its_position_and_the_server_keeps_serving() 
 #[tokio::test]
 async fn runs_are_trained_once_with_fencing_and_epochs_stored_once() {
     let dir = temp_dir("flow");
-    let token = Token::generate();
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&token)).await;
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     let submitted = users
         .submit(proto::SubmitRequest {
             grid_toml: GRID.into(),
@@ -253,7 +312,7 @@ async fn runs_are_trained_once_with_fencing_and_epochs_stored_once() {
         .unwrap()
         .into_inner();
 
-    let mut w = server.workers(Some(&token)).await;
+    let mut w = server.workers(Some(&tokens.worker)).await;
     let reg = register(&mut w, "").await;
     assert_eq!(reg.lease_ttl_ms, 15_000);
     let id = reg.worker_id;
@@ -361,9 +420,9 @@ async fn runs_are_trained_once_with_fencing_and_epochs_stored_once() {
 #[tokio::test]
 async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
     let dir = temp_dir("expiry");
-    let token = Token::generate();
-    let server = Server::start(&dir, &token, Duration::from_millis(300)).await;
-    let mut users = server.users(Some(&token)).await;
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_millis(300)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     users
         .submit(proto::SubmitRequest {
             grid_toml: GRID.replace("seed = [1, 2]", "seed = [1]"),
@@ -371,7 +430,7 @@ async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
         })
         .await
         .unwrap();
-    let mut w = server.workers(Some(&token)).await;
+    let mut w = server.workers(Some(&tokens.worker)).await;
     let id = register(&mut w, "").await.worker_id;
     let first = acquire(&mut w, &id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -407,9 +466,9 @@ async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
 #[tokio::test]
 async fn cancellation_stops_a_running_run_and_frees_its_devices() {
     let dir = temp_dir("cancel");
-    let token = Token::generate();
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&token)).await;
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     users
         .submit(proto::SubmitRequest {
             grid_toml: GRID.into(),
@@ -417,7 +476,7 @@ async fn cancellation_stops_a_running_run_and_frees_its_devices() {
         })
         .await
         .unwrap();
-    let mut w = server.workers(Some(&token)).await;
+    let mut w = server.workers(Some(&tokens.worker)).await;
     let id = register(&mut w, "").await.worker_id;
     let a = acquire(&mut w, &id).await.unwrap();
     let cancelled = users
@@ -515,9 +574,9 @@ async fn download(w: &mut Workers, worker: &str, a: &proto::Assignment) -> Vec<(
 #[tokio::test]
 async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
     let dir = temp_dir("restart");
-    let token = Token::generate();
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&token)).await;
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     users
         .submit(proto::SubmitRequest {
             grid_toml: GRID.into(),
@@ -525,7 +584,7 @@ async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
         })
         .await
         .unwrap();
-    let mut w = server.workers(Some(&token)).await;
+    let mut w = server.workers(Some(&tokens.worker)).await;
     let id = register(&mut w, "").await.worker_id;
     let a = acquire(&mut w, &id).await.unwrap();
     assert!(!a.has_checkpoint);
@@ -545,8 +604,9 @@ async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
     server.stop().await;
 
     // The coordinator comes back on the same directory.
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
-    let mut w = server.workers(Some(&token)).await;
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    // The worker reconnects with the session it had: the secret survives the restart.
+    let mut w = server.workers_with(w.auth.clone()).await;
     let again = register(&mut w, &id).await;
     assert_eq!(again.worker_id, id, "the worker keeps its id");
     assert_eq!(again.held.len(), 1, "and its run");
@@ -564,7 +624,7 @@ async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
         .unwrap();
     let other = acquire(&mut w, &id).await;
     assert!(other.is_none(), "the cpu is still held by the resumed run");
-    let mut users = server.users(Some(&token)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     let status = users
         .get(proto::GetRequest {
             experiment: "wire".into(),
@@ -602,7 +662,7 @@ async fn open_upload(
     })
     .await
     .unwrap();
-    let mut w = w.clone();
+    let mut w = w.client.clone();
     let call = tokio::spawn(async move {
         w.upload_checkpoint(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
@@ -614,9 +674,9 @@ async fn open_upload(
 #[tokio::test]
 async fn checkpoint_uploads_are_capped_verified_limited_and_shown_in_status() {
     let dir = temp_dir("caps");
-    let token = Token::generate();
-    let server = Server::start(&dir, &token, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&token)).await;
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
     users
         .submit(proto::SubmitRequest {
             grid_toml: GRID.into(),
@@ -624,7 +684,7 @@ async fn checkpoint_uploads_are_capped_verified_limited_and_shown_in_status() {
         })
         .await
         .unwrap();
-    let mut w = server.workers(Some(&token)).await;
+    let mut w = server.workers(Some(&tokens.worker)).await;
     let id = register(&mut w, "").await.worker_id;
     let a = acquire(&mut w, &id).await.unwrap();
     let sha_x = format!("{:x}", sha2::Sha256::digest(b"x"));
@@ -684,5 +744,102 @@ async fn checkpoint_uploads_are_capped_verified_limited_and_shown_in_status() {
         .into_inner();
     let run = status.runs.iter().find(|r| r.id == a.run_id).unwrap();
     assert_eq!((run.checkpoint_bytes, run.checkpoint_epoch), (21, 1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_id_cannot_be_taken_over_without_its_session() {
+    let dir = temp_dir("takeover");
+    let tokens = RoleTokens::generate();
+    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+    let mut users = server.users(Some(&tokens.user)).await;
+    users
+        .submit(proto::SubmitRequest {
+            grid_toml: GRID.into(),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap();
+    let mut victim = server.workers(Some(&tokens.worker)).await;
+    let id = register(&mut victim, "").await.worker_id;
+    let a = acquire(&mut victim, &id).await.unwrap();
+
+    // Another holder of the worker token, without the victim's session.
+    let mut thief = server.workers(Some(&tokens.worker)).await;
+    let err = try_register(&mut thief, &id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(
+        err.message().contains("session secret"),
+        "{}",
+        err.message()
+    );
+    // With a session of its own (another id), it still cannot speak for the victim.
+    let own = register(&mut thief, "").await.worker_id;
+    assert_ne!(own, id);
+    let err = thief
+        .complete(proto::CompleteRequest {
+            worker_id: id.clone(),
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+            wall_seconds: 1.0,
+            params: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = thief
+        .fail(proto::FailRequest {
+            worker_id: id.clone(),
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+            reason: "x".into(),
+            permanent: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = thief.progress(progress(&id, &a, None)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = thief
+        .acquire(proto::AcquireRequest {
+            worker_id: id.clone(),
+            free_devices: vec!["cpu".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = upload(&mut thief, &id, &a, 1, &[b"evil"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = thief
+        .download_checkpoint(proto::CheckpointRequest {
+            worker_id: id.clone(),
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // An id this coordinator never issued is simply a fresh registration.
+    let mut stranger = server.workers(Some(&tokens.worker)).await;
+    let fresh = register(&mut stranger, "w-made-up-00000000")
+        .await
+        .worker_id;
+    assert_ne!(fresh, "w-made-up-00000000");
+
+    // The victim is untouched: its lease and run go on.
+    let r = victim.progress(progress(&id, &a, None)).await.unwrap();
+    assert!(!r.into_inner().cancel);
+    victim
+        .complete(proto::CompleteRequest {
+            worker_id: id.clone(),
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+            wall_seconds: 1.0,
+            params: 1,
+        })
+        .await
+        .unwrap();
     server.stop().await;
 }

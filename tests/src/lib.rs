@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 
 use ablate_common::auth::ClientAuth;
 use ablate_common::proto::experiments_client::ExperimentsClient;
-use ablate_common::proto::{ExperimentStatus, GetRequest};
+use ablate_common::proto::workers_client::WorkersClient;
+use ablate_common::proto::{
+    Device, ExperimentStatus, GetRequest, RegisterRequest, RegisterResponse, PROTOCOL_VERSION,
+    SESSION_METADATA_KEY,
+};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 /// Fashion-MNIST from Debian's `dataset-fashion-mnist`.
 pub const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -75,6 +81,11 @@ impl Proc {
         None
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -95,14 +106,18 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// Coordinator port.
     pub port: u16,
-    /// Shared token.
+    /// The user token (what the CLI and `status` send).
     pub token: String,
+    /// The worker token (what workers send).
+    pub worker_token: String,
     /// Lease TTL passed to the coordinator, seconds.
     pub lease_ttl_secs: u64,
     /// The coordinator, when running.
     pub coordinator: Option<Proc>,
     /// Workers by index (None once killed).
     pub workers: Vec<Option<Proc>>,
+    /// Certificates when the cluster runs over TLS ([`Cluster::with_tls`]).
+    pub pki: Option<TestPki>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -112,10 +127,12 @@ impl Cluster {
         Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
-            token: format!("test-token-{}", std::process::id()),
+            token: format!("test-user-token-{}", std::process::id()),
+            worker_token: format!("test-worker-token-{}", std::process::id()),
             lease_ttl_secs,
             coordinator: None,
             workers: Vec::new(),
+            pki: None,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -123,9 +140,31 @@ impl Cluster {
         }
     }
 
-    /// The coordinator's URL.
+    /// Runs the cluster over TLS with certificates made now (workers also need a client
+    /// certificate when `client_certs`).
+    pub fn with_tls(mut self, client_certs: bool) -> Self {
+        let pki = TestPki::generate(&self.dir.path().join("pki"));
+        self.pki = Some(TestPki {
+            client_certs,
+            ..pki
+        });
+        self
+    }
+
+    /// The coordinator's URL (`https://localhost:PORT` over TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match &self.pki {
+            Some(_) => format!("https://localhost:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// How a client reaches the coordinator (the CA over TLS).
+    pub fn client_tls(&self) -> ablate_common::tls::ClientTls {
+        ablate_common::tls::ClientTls {
+            ca: self.pki.as_ref().map(|p| p.ca.clone()),
+            ..Default::default()
+        }
     }
 
     /// The coordinator's data directory.
@@ -152,7 +191,9 @@ impl Cluster {
             .unwrap();
         let child = Command::new(program)
             .args(args)
-            .env("ABLATE_TOKEN", &self.token)
+            .env_remove("ABLATE_TOKEN")
+            .env("ABLATE_USER_TOKEN", &self.token)
+            .env("ABLATE_WORKER_TOKEN", &self.worker_token)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -174,6 +215,18 @@ impl Cluster {
             "--lease-ttl".into(),
             format!("{}s", self.lease_ttl_secs),
         ];
+        let mut args = args;
+        if let Some(pki) = &self.pki {
+            args.extend([
+                "--tls-cert".into(),
+                pki.server_cert.display().to_string(),
+                "--tls-key".into(),
+                pki.server_key.display().to_string(),
+            ]);
+            if pki.client_certs {
+                args.extend(["--tls-client-ca".into(), pki.ca.display().to_string()]);
+            }
+        }
         let proc = self.spawn("coordinator", &binary("ablate"), &args);
         self.coordinator = Some(proc);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -187,6 +240,18 @@ impl Cluster {
             "coordinator did not listen:\n{}",
             self.coordinator.as_ref().unwrap().log_text()
         );
+    }
+
+    /// The coordinator's peak resident memory so far (kB, `VmHWM`; 0 when unknown).
+    pub fn coordinator_peak_rss_kb(&self) -> u64 {
+        let Some(c) = &self.coordinator else { return 0 };
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// SIGKILLs the coordinator.
@@ -218,6 +283,18 @@ impl Cluster {
             "--work-dir".into(),
             self.dir.path().join(&name).display().to_string(),
         ];
+        let mut args = args;
+        if let Some(pki) = &self.pki {
+            args.extend(["--ca".into(), pki.ca.display().to_string()]);
+            if pki.client_certs {
+                args.extend([
+                    "--tls-cert".into(),
+                    pki.worker_cert.display().to_string(),
+                    "--tls-key".into(),
+                    pki.worker_key.display().to_string(),
+                ]);
+            }
+        }
         let proc = self.spawn_with_env(&name, &binary("ablate-worker"), &args, env);
         self.workers.push(Some(proc));
         index
@@ -241,13 +318,16 @@ impl Cluster {
 
     /// Runs the `ablate` CLI against this cluster (token in the environment).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(binary("ablate"))
+        let mut command = Command::new(binary("ablate"));
+        command
             .args(args)
             .env("ABLATE_TOKEN", &self.token)
             .env("ABLATE_COORDINATOR", self.url())
-            .stdin(Stdio::null())
-            .output()
-            .expect("ablate runs")
+            .stdin(Stdio::null());
+        if let Some(pki) = &self.pki {
+            command.env("ABLATE_CA", &pki.ca);
+        }
+        command.output().expect("ablate runs")
     }
 
     /// Writes a file under the cluster's directory and returns its path.
@@ -260,9 +340,10 @@ impl Cluster {
     /// The experiment's status through the gRPC API (None while unreachable).
     pub fn status(&self, experiment: &str) -> Option<ExperimentStatus> {
         let url = self.url();
+        let tls = self.client_tls();
         let auth = ClientAuth::new(Some(&self.token)).unwrap();
         self.runtime.block_on(async move {
-            let channel = tonic::transport::Endpoint::from_shared(url)
+            let channel = ablate_common::tls::endpoint(&url, &tls)
                 .ok()?
                 .connect()
                 .await
@@ -321,6 +402,113 @@ impl Cluster {
             }
         }
         out
+    }
+}
+
+/// A certificate authority, a coordinator certificate for `localhost`/127.0.0.1 and a
+/// worker client certificate, made at test time (PEM files under a directory).
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The coordinator's certificate and key.
+    pub server_cert: PathBuf,
+    /// Its key.
+    pub server_key: PathBuf,
+    /// A worker client certificate signed by the CA.
+    pub worker_cert: PathBuf,
+    /// Its key.
+    pub worker_key: PathBuf,
+    /// Whether the coordinator requires workers' client certificates.
+    pub client_certs: bool,
+}
+
+impl TestPki {
+    /// Makes the files under `dir`.
+    pub fn generate(dir: &Path) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        std::fs::create_dir_all(dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ablate test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>| {
+            let params = CertificateParams::new(names).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+        let (worker_cert, worker_key) = leaf(vec!["worker.ablate.test".into()]);
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        TestPki {
+            ca: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server.key", &server_key),
+            worker_cert: write("worker.pem", &worker_cert),
+            worker_key: write("worker.key", &worker_key),
+            client_certs: false,
+        }
+    }
+}
+
+/// A raw `Workers` client for tests that speak the worker protocol themselves: it sends
+/// the worker token, and after [`RawWorker::register`] that worker's session secret.
+#[derive(Debug, Clone)]
+pub struct RawWorker {
+    /// The client.
+    pub client: WorkersClient<InterceptedService<Channel, ClientAuth>>,
+    /// Its interceptor (shares the session with the client).
+    pub auth: ClientAuth,
+}
+
+impl RawWorker {
+    /// Connects to `url` with `token` (no session yet).
+    pub async fn connect(url: &str, token: &str, tls: &ablate_common::tls::ClientTls) -> RawWorker {
+        let channel = ablate_common::tls::endpoint(url, tls)
+            .unwrap()
+            .connect()
+            .await
+            .expect("the coordinator answers");
+        let auth = ClientAuth::new(Some(token)).unwrap();
+        RawWorker {
+            client: WorkersClient::with_interceptor(channel, auth.clone()),
+            auth,
+        }
+    }
+
+    /// Registers a CPU worker named `name` (reclaiming `worker_id` when not empty) and
+    /// keeps the session secret the answer carries.
+    pub async fn register(
+        &mut self,
+        name: &str,
+        worker_id: &str,
+    ) -> Result<RegisterResponse, tonic::Status> {
+        let response = self
+            .client
+            .register(RegisterRequest {
+                protocol_version: PROTOCOL_VERSION,
+                name: name.into(),
+                devices: vec![Device { name: "cpu".into() }],
+                threads: 1,
+                worker_id: worker_id.into(),
+                data_roots: Vec::new(),
+            })
+            .await?;
+        if let Some(secret) = response.metadata().get(SESSION_METADATA_KEY) {
+            self.auth
+                .set_session(secret.to_str().expect("an ASCII secret"))
+                .unwrap();
+        }
+        Ok(response.into_inner())
     }
 }
 

@@ -4,12 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ablate_common::auth::ClientAuth;
-use ablate_common::proto::workers_client::WorkersClient;
-use ablate_common::proto::{
-    AcquireRequest, ExperimentStatus, ProgressRequest, RegisterRequest, PROTOCOL_VERSION,
-};
-use ablate_tests::{lenet_grid, Cluster};
+use ablate_common::proto::{AcquireRequest, ExperimentStatus, ProgressRequest};
+use ablate_tests::{lenet_grid, Cluster, RawWorker};
 use serde_json::Value;
 
 const MINUTES: Duration = Duration::from_secs(60);
@@ -262,27 +258,13 @@ fn stale_attempt_progress_is_refused() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(cluster.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let auth = ClientAuth::new(Some(&cluster.token)).unwrap();
-        let mut client = WorkersClient::with_interceptor(channel, auth);
-        let register = |name: &str| RegisterRequest {
-            protocol_version: PROTOCOL_VERSION,
-            name: name.into(),
-            devices: vec![ablate_common::proto::Device { name: "cpu".into() }],
-            threads: 1,
-            worker_id: String::new(),
-        };
-        let slow = client
-            .register(register("slow"))
-            .await
-            .unwrap()
-            .into_inner()
-            .worker_id;
-        let first = client
+        let mut slow_worker =
+            RawWorker::connect(&cluster.url(), &cluster.worker_token, &cluster.client_tls()).await;
+        let mut fast_worker =
+            RawWorker::connect(&cluster.url(), &cluster.worker_token, &cluster.client_tls()).await;
+        let slow = slow_worker.register("slow", "").await.unwrap().worker_id;
+        let first = slow_worker
+            .client
             .acquire(AcquireRequest {
                 worker_id: slow.clone(),
                 free_devices: vec!["cpu".into()],
@@ -294,16 +276,12 @@ fn stale_attempt_progress_is_refused() {
             .expect("the run is assigned");
         assert_eq!(first.attempt, 1);
         // No heartbeat: the lease lapses and the run is handed to another worker.
-        let fast = client
-            .register(register("fast"))
-            .await
-            .unwrap()
-            .into_inner()
-            .worker_id;
+        let fast = fast_worker.register("fast", "").await.unwrap().worker_id;
         let mut second = None;
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let r = client
+            let r = fast_worker
+                .client
                 .acquire(AcquireRequest {
                     worker_id: fast.clone(),
                     free_devices: vec!["cpu".into()],
@@ -319,7 +297,8 @@ fn stale_attempt_progress_is_refused() {
         let second = second.expect("the expired run is re-assigned");
         assert_eq!(second.run_id, first.run_id);
         assert_eq!(second.attempt, 2);
-        let late = client
+        let late = slow_worker
+            .client
             .progress(ProgressRequest {
                 worker_id: slow.clone(),
                 run_id: first.run_id.clone(),
@@ -330,7 +309,8 @@ fn stale_attempt_progress_is_refused() {
             .await
             .unwrap_err();
         assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
-        let current = client
+        let current = fast_worker
+            .client
             .progress(ProgressRequest {
                 worker_id: fast.clone(),
                 run_id: second.run_id.clone(),

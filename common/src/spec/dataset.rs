@@ -186,6 +186,13 @@ pub struct DatasetSpec {
     pub loader_threads: usize,
 }
 
+/// The largest `limit` of a split (samples).
+pub const MAX_SPLIT_LIMIT: u64 = 1 << 32;
+/// The largest `cache_mb`.
+pub const MAX_CACHE_MB: u64 = 1 << 20;
+/// The most `loader_threads`.
+pub const MAX_LOADER_THREADS: u64 = 256;
+
 fn default_cache_mb() -> usize {
     2048
 }
@@ -248,10 +255,36 @@ impl DatasetSpec {
                     message: "name at least one batch file".into(),
                 });
             }
+            if let Some(l) = split.limit.filter(|l| *l as u64 > MAX_SPLIT_LIMIT) {
+                return Err(SpecError::Invalid {
+                    field: format!("{name}.limit"),
+                    message: format!("{l} (the limit is {MAX_SPLIT_LIMIT})"),
+                });
+            }
             if split.limit == Some(0) {
                 return Err(SpecError::Invalid {
                     field: format!("{name}.limit"),
                     message: "must be at least 1".into(),
+                });
+            }
+        }
+        for (field, value, limit) in [
+            ("cache_mb", self.cache_mb as u64, MAX_CACHE_MB),
+            (
+                "loader_threads",
+                self.loader_threads as u64,
+                MAX_LOADER_THREADS,
+            ),
+            (
+                "augment.crop_padding",
+                self.augment.crop_padding as u64,
+                4_096,
+            ),
+        ] {
+            if value > limit {
+                return Err(SpecError::Invalid {
+                    field: field.to_string(),
+                    message: format!("{value} (the limit is {limit})"),
                 });
             }
         }

@@ -36,6 +36,19 @@ use crate::{arch, zoo};
 /// The most runs a grid may expand to.
 pub const MAX_RUNS: usize = 10_000;
 
+/// The largest grid file (bytes).
+pub const MAX_GRID_FILE_BYTES: usize = 1 << 20;
+
+/// The longest string value in a grid (bytes), except `description`.
+pub const MAX_STRING_BYTES: usize = 4_096;
+
+/// The longest `description` (bytes).
+pub const MAX_DESCRIPTION_BYTES: usize = 64 << 10;
+
+/// The most bytes the expanded runs' values may add up to (each run carries its own copy
+/// of `[base]` and its grid values): checked arithmetically before anything is expanded.
+pub const MAX_EXPANDED_BYTES: usize = 64 << 20;
+
 /// The keys a grid file may have at its top level.
 const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "priority", "base", "grid", "runs"];
 
@@ -158,6 +171,16 @@ pub fn locate_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
 
 /// Parses, expands and validates a grid. `file_name` only labels error positions.
 pub fn parse_grid(text: &str, file_name: &str) -> Result<Grid, GridError> {
+    if text.len() > MAX_GRID_FILE_BYTES {
+        return Err(GridError {
+            file: file_name.to_string(),
+            position: None,
+            message: format!(
+                "the grid file is {} bytes; the limit is {MAX_GRID_FILE_BYTES}",
+                text.len()
+            ),
+        });
+    }
     let table: toml::Table = toml::from_str(text).map_err(|e| GridError {
         file: file_name.to_string(),
         position: e.span().map(|s| line_col(text, s.start)),
@@ -358,7 +381,36 @@ impl Parser<'_> {
                 ));
             }
         }
+        for (key, value) in &table {
+            let limit = if key == "description" {
+                MAX_DESCRIPTION_BYTES
+            } else {
+                MAX_STRING_BYTES
+            };
+            if let Some((at, len)) = long_string(value, &mut keys([key.as_str()]), limit) {
+                let shown: Vec<String> = at
+                    .iter()
+                    .map(|seg| match seg {
+                        Seg::Key(k) => k.chars().take(40).collect(),
+                        Seg::Index(i) => i.to_string(),
+                    })
+                    .collect();
+                return Err(src.error(
+                    &at,
+                    format!(
+                        "`{}` is a string of {len} bytes; the limit is {limit}",
+                        shown.join(".")
+                    ),
+                ));
+            }
+        }
         let name = match table.remove("name") {
+            Some(toml::Value::String(s)) if s.trim().len() > 128 => {
+                return Err(src.error(
+                    &keys(["name"]),
+                    format!("`name` is {} bytes long; the limit is 128", s.trim().len()),
+                ))
+            }
             Some(toml::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
             Some(toml::Value::String(_)) => {
                 return Err(src.error(&keys(["name"]), "`name` must not be empty"))
@@ -456,6 +508,34 @@ impl Parser<'_> {
             }
         }
         let grid_count = grid_count.unwrap_or(0);
+        // What the expansion would hold, computed before it allocates anything.
+        let base_bytes = table_bytes(&base);
+        let dims_bytes: usize = dims
+            .iter()
+            .map(|d| d.values.iter().map(value_bytes).max().unwrap_or(0))
+            .sum();
+        let entries_bytes: usize = entries.iter().map(value_bytes).sum();
+        let expanded = grid_count
+            .checked_mul(base_bytes.saturating_add(dims_bytes))
+            .and_then(|g| g.checked_add(entries.len().checked_mul(base_bytes)?))
+            .and_then(|g| g.checked_add(entries_bytes));
+        match expanded {
+            Some(n) if n <= MAX_EXPANDED_BYTES => {}
+            _ => {
+                let shown = expanded
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "more than 2^64".into());
+                return Err(src.error(
+                    &keys(["base"]),
+                    format!(
+                        "the expanded runs would hold {shown} bytes of values ({} runs × \
+                         [base] of {base_bytes} bytes plus their grid values); the limit is \
+                         {MAX_EXPANDED_BYTES}: shorten the long values or split the grid",
+                        total.unwrap_or(0)
+                    ),
+                ));
+            }
+        }
 
         let mut merged = Vec::with_capacity(total.unwrap_or(0));
         let whole_grid = if grid.is_some() {
@@ -725,6 +805,52 @@ impl Parser<'_> {
 struct Dimension {
     path: Vec<String>,
     values: Vec<toml::Value>,
+}
+
+/// About how many bytes a value takes once expanded into a run (its strings, keys and a
+/// few bytes per scalar): used to refuse a grid before its expansion allocates.
+fn value_bytes(value: &toml::Value) -> usize {
+    match value {
+        toml::Value::String(s) => s.len() + 2,
+        toml::Value::Array(a) => a.iter().map(value_bytes).fold(2, usize::saturating_add),
+        toml::Value::Table(t) => table_bytes(t),
+        _ => 8,
+    }
+}
+
+/// [`value_bytes`] of a table.
+fn table_bytes(table: &toml::Table) -> usize {
+    table
+        .iter()
+        .map(|(k, v)| k.len().saturating_add(value_bytes(v)).saturating_add(2))
+        .fold(2, usize::saturating_add)
+}
+
+/// The first string (or key) longer than `limit` under `value`: its path and length.
+fn long_string(
+    value: &toml::Value,
+    path: &mut Vec<Seg>,
+    limit: usize,
+) -> Option<(Vec<Seg>, usize)> {
+    match value {
+        toml::Value::String(s) if s.len() > limit => Some((path.clone(), s.len())),
+        toml::Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
+            path.push(Seg::Index(i));
+            let found = long_string(v, path, limit);
+            path.pop();
+            found
+        }),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
+            if k.len() > limit {
+                return Some((path.clone(), k.len()));
+            }
+            path.push(Seg::Key(k.clone()));
+            let found = long_string(v, path, limit);
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
 }
 
 fn dotted(path: &str) -> Vec<String> {
@@ -1174,6 +1300,52 @@ epochs = 2
             e,
             "g.toml:9:2: the grid expands to 20000 runs; the limit is 10000"
         );
+    }
+
+    #[test]
+    fn long_strings_and_big_expansions_are_refused_before_expanding() {
+        let long = format!("[base.dataset]\nroot = \"{}\"\n", "x".repeat(5_000));
+        let e = err(&format!("{long}[grid]\nmodel = [\"cnn\"]\n"));
+        assert!(
+            e.ends_with("`base.dataset.root` is a string of 5000 bytes; the limit is 4096"),
+            "{e}"
+        );
+        assert!(e.starts_with("g.toml:9:1"), "{e}");
+        // 30 strings of 4 kB in [base] × 10,000 seeds: 1.2 GB once expanded.
+        let mut wide = String::from("[base.dataset]\n");
+        for i in 0..30 {
+            wide.push_str(&format!("k{i} = \"{}\"\n", "y".repeat(4_000)));
+        }
+        let seeds: Vec<String> = (0..10_000).map(|s| s.to_string()).collect();
+        wide.push_str(&format!("[grid]\nseed = [{}]\n", seeds.join(",")));
+        let started = std::time::Instant::now();
+        let e = err(&wide);
+        assert!(e.contains("the expanded runs would hold"), "{e}");
+        assert!(e.contains("10000 runs"), "{e}");
+        assert!(e.contains("the limit is 67108864"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let huge = format!("name = \"t\"\n#{}\n", "z".repeat(MAX_GRID_FILE_BYTES));
+        let e = parse_grid(&huge, "g.toml").unwrap_err().to_string();
+        assert!(e.contains("the limit is 1048576"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_numbers_are_refused_by_name() {
+        for (extra, field) in [
+            ("weight_decay = nan", "weight_decay"),
+            ("weight_decay = inf", "weight_decay"),
+            ("lr = nan", "lr"),
+            ("momentum = nan", "momentum"),
+            ("warmup_epochs = 4294967295", "warmup_epochs"),
+            ("batch_size = 99999999999", "batch_size"),
+            (
+                "lr_schedule = { kind = \"cosine\", min_lr = nan }",
+                "min_lr",
+            ),
+        ] {
+            let e = err(&format!("{extra}\n[grid]\nmodel = [\"cnn\"]\n"));
+            assert!(e.contains(field), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -265,6 +265,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Upper bounds of numeric run fields: far above any real run, low enough that no
+/// arithmetic on them overflows and no allocation sized by them is absurd.
+pub mod limits {
+    /// `epochs`, `warmup_epochs` and schedule boundaries.
+    pub const MAX_EPOCHS: u64 = 100_000;
+    /// `max_attempts`.
+    pub const MAX_ATTEMPTS: u64 = 100;
+    /// `gpus` per run.
+    pub const MAX_GPUS: u64 = 1_024;
+    /// `batch_size`.
+    pub const MAX_BATCH_SIZE: u64 = 1 << 20;
+    /// `image_size` (pixels per side).
+    pub const MAX_IMAGE_SIZE: u64 = 8_192;
+    /// `classes`.
+    pub const MAX_CLASSES: u64 = 1_000_000;
+    /// `threads`.
+    pub const MAX_THREADS: u64 = 4_096;
+    /// `model`, `devices` and other short names.
+    pub const MAX_NAME_BYTES: usize = 256;
+}
+
 mod defaults {
     use super::*;
     pub(super) fn image_size() -> usize {
@@ -376,11 +397,57 @@ impl RunSpec {
                 format!("{} (expected 0 ≤ μ < 1)", self.momentum),
             ));
         }
-        if self.weight_decay < 0.0 {
-            return Err(invalid("weight_decay", "must not be negative".into()));
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(invalid(
+                "weight_decay",
+                format!("{} (must be finite and not negative)", self.weight_decay),
+            ));
         }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1".into()));
+        }
+        for (field, value, limit) in [
+            ("epochs", self.epochs as u64, limits::MAX_EPOCHS),
+            (
+                "warmup_epochs",
+                self.warmup_epochs as u64,
+                limits::MAX_EPOCHS,
+            ),
+            (
+                "max_attempts",
+                self.max_attempts as u64,
+                limits::MAX_ATTEMPTS,
+            ),
+            ("gpus", self.gpus as u64, limits::MAX_GPUS),
+            ("batch_size", self.batch_size as u64, limits::MAX_BATCH_SIZE),
+            ("image_size", self.image_size as u64, limits::MAX_IMAGE_SIZE),
+            ("classes", self.classes as u64, limits::MAX_CLASSES),
+            (
+                "threads",
+                self.threads.unwrap_or(0) as u64,
+                limits::MAX_THREADS,
+            ),
+        ] {
+            if value > limit {
+                return Err(invalid(field, format!("{value} (the limit is {limit})")));
+            }
+        }
+        for (field, text) in [
+            ("model", Some(self.model.as_str())),
+            ("devices", self.devices.as_deref()),
+        ] {
+            if let Some(text) = text {
+                if text.len() > limits::MAX_NAME_BYTES {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "{} bytes long (the limit is {})",
+                            text.len(),
+                            limits::MAX_NAME_BYTES
+                        ),
+                    ));
+                }
+            }
         }
         if self.log_every_steps == 0 {
             return Err(invalid("log_every_steps", "must be at least 1".into()));
@@ -409,6 +476,26 @@ impl RunSpec {
                 return Err(invalid(
                     "lr_schedule.boundaries",
                     "must be increasing".into(),
+                ));
+            }
+            if let Some(b) = boundaries.iter().find(|b| **b as u64 > limits::MAX_EPOCHS) {
+                return Err(invalid(
+                    "lr_schedule.boundaries",
+                    format!("{b} (the limit is {})", limits::MAX_EPOCHS),
+                ));
+            }
+            if let Some(v) = values.iter().find(|v| !(**v >= 0.0 && v.is_finite())) {
+                return Err(invalid(
+                    "lr_schedule.values",
+                    format!("{v} (must be finite and not negative)"),
+                ));
+            }
+        }
+        if let LrSchedule::Cosine { min_lr } = &self.lr_schedule {
+            if !(*min_lr >= 0.0 && min_lr.is_finite()) {
+                return Err(invalid(
+                    "lr_schedule.min_lr",
+                    format!("{min_lr} (must be finite and not negative)"),
                 ));
             }
         }

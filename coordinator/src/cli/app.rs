@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use ablate_common::auth::resolve_token;
+use ablate_common::tls::ClientTls;
+
 use crate::auth::Token;
 use crate::cli_models::{self, ModelsArgs};
 use crate::client::{self, Client};
@@ -64,25 +67,65 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     ablate_common::spec::parse_duration(text)
 }
 
-/// Where the coordinator is and the token to show it.
+/// Where the coordinator is, how to reach it and the user token to show it.
 #[derive(Debug, Clone, Args)]
 pub(super) struct Remote {
-    /// Coordinator URL.
+    /// Coordinator URL: https://HOST:PORT (with --ca), or http:// on loopback.
     #[arg(
         long,
         env = "ABLATE_COORDINATOR",
         default_value = "http://127.0.0.1:50051"
     )]
     pub(super) coordinator: String,
-    /// Shared token (prefer the ABLATE_TOKEN environment variable: command lines are
-    /// visible to other users).
+    /// The user token (prefer the ABLATE_USER_TOKEN environment variable or
+    /// --user-token-file: command lines are visible to other users).
+    #[arg(long, env = "ABLATE_USER_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub(super) user_token: Option<Token>,
+    /// A file holding the user token.
+    #[arg(long, env = "ABLATE_USER_TOKEN_FILE")]
+    pub(super) user_token_file: Option<PathBuf>,
+    /// The user token under its older name (ABLATE_TOKEN); --user-token wins.
     #[arg(long, env = "ABLATE_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub(super) token: Option<Token>,
+    #[command(flatten)]
+    pub(super) tls: ClientTlsArgs,
+}
+
+/// TLS options of a client.
+#[derive(Debug, Clone, Args)]
+pub(super) struct ClientTlsArgs {
+    /// PEM file of the CA that signed the coordinator's certificate (https URLs).
+    #[arg(long, env = "ABLATE_CA")]
+    pub(super) ca: Option<PathBuf>,
+    /// The name the coordinator's certificate must carry (default: the URL's host).
+    #[arg(long, env = "ABLATE_TLS_DOMAIN")]
+    pub(super) tls_domain: Option<String>,
+    /// Allow plain http:// to a host that is not loopback (the token crosses the network
+    /// in clear text).
+    #[arg(long, env = "ABLATE_INSECURE_PLAINTEXT")]
+    pub(super) insecure_plaintext: bool,
+}
+
+impl ClientTlsArgs {
+    pub(super) fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            ca: self.ca.clone(),
+            cert: None,
+            key: None,
+            domain: self.tls_domain.clone(),
+            insecure_plaintext: self.insecure_plaintext,
+        }
+    }
 }
 
 impl Remote {
     pub(super) async fn connect(&self) -> anyhow::Result<Client> {
-        Ok(client::connect(&self.coordinator, self.token.as_ref()).await?)
+        let token = resolve_token(
+            self.user_token.as_ref(),
+            self.user_token_file.as_deref(),
+            self.token.as_ref(),
+        )?;
+        Ok(client::connect(&self.coordinator, token.as_ref(), &self.tls.client_tls()).await?)
     }
 }
 

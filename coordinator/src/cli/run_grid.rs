@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::app::{default_data_dir, parse_duration};
 use super::watch::WatchOutcome;
-use crate::auth::Token;
+use crate::auth::{RoleTokens, Token};
 use crate::client;
 use crate::local_fit::{self, LocalOffer};
 use crate::report::Format;
@@ -108,6 +108,21 @@ async fn write_reports(
     Ok(written)
 }
 
+/// The local workers may read the grid's own datasets (the user of `ablate run` owns both)
+/// and the usual dataset directory.
+fn data_roots(grid: &ablate_common::spec::grid::Grid) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = vec![PathBuf::from("/usr/share/datasets")];
+    for run in &grid.runs {
+        if let Some(dataset) = &run.spec.dataset {
+            if !roots.contains(&dataset.root) {
+                roots.push(dataset.root.clone());
+            }
+        }
+    }
+    roots.retain(|r| r.is_dir());
+    roots
+}
+
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be checked before starting anything.
     let (text, file_name) = super::submit::read_grid(&args.grid)?;
@@ -131,8 +146,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // From here on, Ctrl-C, SIGTERM and SIGHUP stop everything in order.
     let mut interrupted = Box::pin(super::serve::shutdown_signal());
 
-    // The coordinator, in process, on a loopback port, with a fresh random token.
-    let token = Token::generate();
+    // The coordinator, in process, on a loopback port, with fresh random tokens (one for
+    // this process as the user, one for the local workers).
+    let tokens = RoleTokens::generate();
     let coord = Coordinator::open(&CoordinatorConfig {
         data_dir: args.data_dir.clone(),
         lease_ttl: args.lease_ttl,
@@ -143,9 +159,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (stop_server, stopped) = oneshot::channel::<()>();
     let server = {
         let coord = coord.clone();
-        let token = token.clone();
+        let tokens = tokens.clone();
         tokio::spawn(async move {
-            serve_state(coord, Some(&token), listener, async {
+            serve_state(coord, Some(&tokens), None, listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -155,8 +171,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut workers = LocalWorkers::spawn(&WorkerLaunch {
         program,
         url: url.clone(),
-        token: token.clone(),
+        token: tokens.worker.clone(),
         devices: device_sets.clone(),
+        data_roots: data_roots(&grid),
         threads,
         data_dir: args.data_dir.clone(),
     })?;
@@ -185,7 +202,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             drive(
                 &coord,
                 &url,
-                &token,
+                &tokens.user,
                 &text,
                 &file_name,
                 &grid.name,
@@ -220,7 +237,7 @@ async fn drive(
     workers: &mut LocalWorkers,
     interrupted: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> anyhow::Result<ExitCode> {
-    let mut client = client::connect(url, Some(token)).await?;
+    let mut client = client::connect(url, Some(token), &Default::default()).await?;
     let experiment = match coord.resumable(name, text)? {
         Some(e) => {
             eprintln!(

@@ -9,22 +9,41 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::app::{default_data_dir, parse_duration, parse_token};
-use crate::auth::Token;
-use crate::server::{serve, ServerConfig, ServerError};
+use ablate_common::auth::resolve_token;
+use ablate_common::tls::read_pem;
+
+use crate::auth::{RoleTokens, Token};
+use crate::server::{serve, ServerConfig, ServerError, ServerTls};
 
 /// Options of `ablate serve`.
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:50051")]
+    /// Address to listen on. A non-loopback address needs --tls-cert/--tls-key (or
+    /// --insecure-plaintext).
+    #[arg(long, default_value = "127.0.0.1:50051")]
     listen: String,
     /// Directory of the SQLite store, checkpoints and TensorBoard logs.
     #[arg(long, default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
-    /// Shared token every client and worker must present (prefer ABLATE_TOKEN).
-    #[arg(long, env = "ABLATE_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    /// The token users present (submit, status, watch, cancel, report); prefer
+    /// ABLATE_USER_TOKEN or --user-token-file.
+    #[arg(long, env = "ABLATE_USER_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    user_token: Option<Token>,
+    /// A file holding the user token.
+    #[arg(long, env = "ABLATE_USER_TOKEN_FILE")]
+    user_token_file: Option<PathBuf>,
+    /// The token workers present (register, acquire, progress, checkpoints); prefer
+    /// ABLATE_WORKER_TOKEN or --worker-token-file.
+    #[arg(long, env = "ABLATE_WORKER_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    worker_token: Option<Token>,
+    /// A file holding the worker token.
+    #[arg(long, env = "ABLATE_WORKER_TOKEN_FILE")]
+    worker_token_file: Option<PathBuf>,
+    /// The old single shared token: refused (users could act as workers); kept so that
+    /// the error can say what to use instead.
+    #[arg(long, env = "ABLATE_TOKEN", hide = true, hide_env_values = true, value_parser = parse_token)]
     token: Option<Token>,
-    /// Serve without a token (only on a network you trust).
+    /// Serve without tokens (only on a network you trust).
     #[arg(long)]
     no_auth: bool,
     /// A lease not renewed for this long expires and its run is re-queued.
@@ -33,6 +52,66 @@ pub(super) struct ServeArgs {
     /// Complete checkpoints kept per run on the coordinator (the newest ones).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep_checkpoints: u32,
+    /// PEM certificate (chain) of the coordinator: serve TLS.
+    #[arg(long, env = "ABLATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ABLATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA of worker client certificates: workers must present one signed by it.
+    #[arg(long, env = "ABLATE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (tokens cross the network in clear text).
+    #[arg(long, env = "ABLATE_INSECURE_PLAINTEXT")]
+    insecure_plaintext: bool,
+}
+
+impl ServeArgs {
+    fn tokens(&self) -> anyhow::Result<Option<RoleTokens>> {
+        let user = resolve_token(
+            self.user_token.as_ref(),
+            self.user_token_file.as_deref(),
+            None,
+        )?;
+        let worker = resolve_token(
+            self.worker_token.as_ref(),
+            self.worker_token_file.as_deref(),
+            None,
+        )?;
+        match (user, worker) {
+            (Some(user), Some(worker)) => Ok(Some(RoleTokens::new(user, worker)?)),
+            (None, None) if self.no_auth => Ok(None),
+            (None, None) if self.token.is_some() => anyhow::bail!(
+                "one shared token (--token/ABLATE_TOKEN) is no longer served: it would let every \
+                 user act as a worker. Give the coordinator --user-token and --worker-token \
+                 (or ABLATE_USER_TOKEN and ABLATE_WORKER_TOKEN); users keep theirs in \
+                 ABLATE_TOKEN or ABLATE_USER_TOKEN, workers get the worker token"
+            ),
+            (Some(_), None) => anyhow::bail!(
+                "--user-token is set but not --worker-token: give both (or --no-auth)"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--worker-token is set but not --user-token: give both (or --no-auth)"
+            ),
+            (None, None) => Err(ServerError::NoToken.into()),
+        }
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        Ok(Some(ServerTls {
+            cert: read_pem(cert, "--tls-cert").map_err(anyhow::Error::msg)?,
+            key: read_pem(key, "--tls-key").map_err(anyhow::Error::msg)?,
+            client_ca: self
+                .tls_client_ca
+                .as_deref()
+                .map(|p| read_pem(p, "--tls-client-ca"))
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+        }))
+    }
 }
 
 /// Completes on Ctrl-C, SIGTERM or SIGHUP (the terminal closed: stop as cleanly as on
@@ -71,24 +150,35 @@ pub(super) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if args.token.is_none() && !args.no_auth {
-        return Err(ServerError::NoToken.into());
-    }
+    let tokens = args.tokens()?;
+    let tls = args.tls()?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        if !args.insecure_plaintext {
+            anyhow::bail!(
+                "refusing to serve plain HTTP on {addr}: tokens would cross the network in clear \
+                 text. Give --tls-cert and --tls-key (deploy/make-certs.sh makes them), listen \
+                 on 127.0.0.1, or pass --insecure-plaintext on a network you trust"
+            );
+        }
+        tracing::warn!("serving plain HTTP on {addr} (--insecure-plaintext): tokens cross the network in clear text");
+    }
     eprintln!(
-        "ablate coordinator on {addr} (data in {}, auth {})",
+        "ablate coordinator on {addr} ({}, data in {}, auth {})",
+        if tls.is_some() { "TLS" } else { "plain HTTP" },
         args.data_dir.display(),
-        if args.token.is_some() { "on" } else { "OFF" }
+        if tokens.is_some() { "on" } else { "OFF" }
     );
     let config = ServerConfig {
         data_dir: args.data_dir,
-        token: args.token,
+        tokens,
         allow_no_auth: args.no_auth,
         lease_ttl: args.lease_ttl,
         keep_checkpoints: args.keep_checkpoints as usize,
+        tls,
     };
     serve(config, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

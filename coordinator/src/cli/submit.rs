@@ -23,8 +23,21 @@ pub(super) struct SubmitArgs {
 
 /// Reads a grid file; the name errors are reported with is the path as given.
 pub(super) fn read_grid(path: &std::path::Path) -> anyhow::Result<(String, String)> {
-    let text = std::fs::read_to_string(path)
+    use ablate_common::spec::grid::MAX_GRID_FILE_BYTES;
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(MAX_GRID_FILE_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
         .with_context(|| format!("cannot read the grid {}", path.display()))?;
+    if text.len() > MAX_GRID_FILE_BYTES {
+        anyhow::bail!(
+            "{}: the grid file is more than {MAX_GRID_FILE_BYTES} bytes (the limit)",
+            path.display()
+        );
+    }
     Ok((text, path.display().to_string()))
 }
 

@@ -55,6 +55,58 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
 }
 
+/// The most devices a worker may register (and name as free).
+pub(crate) const MAX_DEVICES: usize = 256;
+/// The longest device name (`cuda:N`).
+pub(crate) const MAX_DEVICE_NAME_BYTES: usize = 32;
+/// The longest worker name, worker id, run id or experiment key.
+pub(crate) const MAX_ID_BYTES: usize = 256;
+/// The most step samples in one `Progress` message.
+pub(crate) const MAX_STEPS_PER_PROGRESS: usize = 10_000;
+/// A failure reason is kept up to this many bytes (the rest is cut, not refused: a worker
+/// reporting a long error must still be able to fail its run).
+pub(crate) const MAX_REASON_BYTES: usize = 4_096;
+
+/// `Err` naming the field, the limit and the value when `value` is longer than `limit`.
+pub(super) fn check_len(field: &str, value: &str, limit: usize) -> Result<(), Status> {
+    if value.len() > limit {
+        return Err(invalid(
+            field,
+            &format!("{} bytes long; the limit is {limit}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts `text` to at most `limit` bytes on a character boundary, marking the cut.
+pub(super) fn truncate(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
+}
+
+/// Checks a list of device names against the count and length caps.
+pub(super) fn check_devices<'a>(
+    field: &str,
+    names: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), Status> {
+    if names.len() > MAX_DEVICES {
+        return Err(invalid(
+            field,
+            &format!("{} devices; the limit is {MAX_DEVICES}", names.len()),
+        ));
+    }
+    for name in names {
+        check_len(field, name, MAX_DEVICE_NAME_BYTES)?;
+    }
+    Ok(())
+}
+
 fn invalid(field: &str, message: &str) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
 }
@@ -73,6 +125,8 @@ pub(super) fn attempt_ref(
     run_id: String,
     attempt: u32,
 ) -> Result<AttemptRef, Status> {
+    check_len("worker_id", &worker_id, MAX_ID_BYTES)?;
+    check_len("run_id", &run_id, MAX_ID_BYTES)?;
     let worker_id = required("worker_id", worker_id)?;
     let run_id = required("run_id", run_id)?;
     if attempt == 0 {
@@ -89,6 +143,9 @@ impl TryFrom<proto::RegisterRequest> for Registration {
     type Error = Status;
 
     fn try_from(r: proto::RegisterRequest) -> Result<Self, Status> {
+        check_len("name", &r.name, MAX_ID_BYTES)?;
+        check_len("worker_id", &r.worker_id, MAX_ID_BYTES)?;
+        check_devices("devices", r.devices.iter().map(|d| d.name.as_str()))?;
         let name = r.name.trim();
         Ok(Registration {
             protocol_version: r.protocol_version,
@@ -140,6 +197,15 @@ impl TryFrom<proto::ProgressRequest> for Progress {
     type Error = Status;
 
     fn try_from(r: proto::ProgressRequest) -> Result<Self, Status> {
+        if r.steps.len() > MAX_STEPS_PER_PROGRESS {
+            return Err(invalid(
+                "steps",
+                &format!(
+                    "{} step samples in one message; the limit is {MAX_STEPS_PER_PROGRESS}",
+                    r.steps.len()
+                ),
+            ));
+        }
         Ok(Progress {
             attempt: attempt_ref(r.worker_id, r.run_id, r.attempt)?,
             steps: r
@@ -231,5 +297,79 @@ impl From<&ExperimentStatus> for proto::ExperimentStatus {
             experiment: Some(summary(&s.experiment)),
             runs: s.runs.iter().map(|r| run_status(r, s.at_ms)).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ablate_common::fuzz::Mutator;
+    use prost::Message;
+
+    use super::*;
+
+    /// Arbitrary bytes decoded as worker requests and converted: refused or accepted,
+    /// never a panic.
+    #[test]
+    fn proto_to_domain_conversions_survive_mutated_messages() {
+        let register = proto::RegisterRequest {
+            protocol_version: 1,
+            name: "host".into(),
+            devices: vec![proto::Device {
+                name: "cuda:0".into(),
+            }],
+            threads: 4,
+            worker_id: "w-host-1234abcd".into(),
+            data_roots: vec!["/usr/share/datasets".into()],
+        }
+        .encode_to_vec();
+        let progress = proto::ProgressRequest {
+            worker_id: "w".into(),
+            run_id: "r".into(),
+            attempt: 1,
+            steps: vec![proto::StepMetrics {
+                epoch: 1,
+                step: 2,
+                loss: 0.5,
+            }],
+            epoch: Some(proto::EpochMetrics {
+                epoch: 1,
+                eval_acc: 0.5,
+                train_acc: 0.4,
+                ..Default::default()
+            }),
+            current_epoch: 1,
+            current_step: 2,
+            steps_per_epoch: 10,
+        }
+        .encode_to_vec();
+        let runs = Mutator::new(5).run(
+            &[&register, &progress],
+            Duration::from_secs(2),
+            100_000,
+            |bytes| {
+                if let Ok(r) = proto::RegisterRequest::decode(bytes) {
+                    let _ = Registration::try_from(r);
+                }
+                if let Ok(p) = proto::ProgressRequest::decode(bytes) {
+                    let _ = Progress::try_from(p);
+                }
+                if let Ok(c) = proto::CompleteRequest::decode(bytes) {
+                    let _ = attempt_ref(c.worker_id, c.run_id, c.attempt);
+                }
+                if let Ok(f) = proto::FailRequest::decode(bytes) {
+                    let _ = truncate(&f.reason, MAX_REASON_BYTES);
+                }
+            },
+        );
+        assert!(runs > 100, "{runs}");
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("abc", 5), "abc");
+        let cut = truncate("ééé", 3);
+        assert!(cut.starts_with('é') && cut.contains("bytes cut"), "{cut}");
     }
 }

@@ -28,7 +28,16 @@ impl ExperimentsService {
     }
 }
 
+/// The longest experiment id, name or run id a user may send.
+const MAX_KEY_BYTES: usize = 256;
+
 fn experiment_key(value: String) -> Result<String, Status> {
+    if value.len() > MAX_KEY_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "experiment: {} bytes long; the limit is {MAX_KEY_BYTES}",
+            value.len()
+        )));
+    }
     let value = value.trim().to_string();
     if value.is_empty() {
         return Err(Status::invalid_argument(
@@ -48,6 +57,19 @@ impl Experiments for ExperimentsService {
         if r.grid_toml.trim().is_empty() {
             return Err(Status::invalid_argument("grid_toml: the grid is empty"));
         }
+        if r.grid_toml.len() > ablate_common::spec::grid::MAX_GRID_FILE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "grid_toml: the grid is {} bytes; the limit is {}",
+                r.grid_toml.len(),
+                ablate_common::spec::grid::MAX_GRID_FILE_BYTES
+            )));
+        }
+        if r.file_name.len() > MAX_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "file_name: {} bytes long; the limit is {MAX_KEY_BYTES}",
+                r.file_name.len()
+            )));
+        }
         let file_name = match r.file_name.trim() {
             "" => "grid.toml".to_string(),
             name => name.to_string(),
@@ -66,7 +88,8 @@ impl Experiments for ExperimentsService {
         &self,
         _request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
-        let experiments = self.coord.experiments()?;
+        let coord = self.coord.clone();
+        let experiments = blocking(move || Ok(coord.experiments()?)).await?;
         Ok(Response::new(proto::ListResponse {
             experiments: experiments.iter().map(summary).collect(),
         }))
@@ -77,8 +100,10 @@ impl Experiments for ExperimentsService {
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::ExperimentStatus>, Status> {
         let key = experiment_key(request.into_inner().experiment)?;
-        let status = self.coord.status(&key)?;
-        Ok(Response::new((&status).into()))
+        let coord = self.coord.clone();
+        let status =
+            blocking(move || Ok(proto::ExperimentStatus::from(&coord.status(&key)?))).await?;
+        Ok(Response::new(status))
     }
 
     type WatchStream = ReceiverStream<Result<proto::ExperimentStatus, Status>>;
@@ -89,7 +114,8 @@ impl Experiments for ExperimentsService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let key = experiment_key(request.into_inner().experiment)?;
         // Resolve the name now: a later experiment with the same name is another one.
-        let id = self.coord.status(&key)?.experiment.id;
+        let coord = self.coord.clone();
+        let id = blocking(move || Ok(coord.status(&key)?.experiment.id)).await?;
         let coord = self.coord.clone();
         let mut subscription = coord.subscribe();
         let (tx, rx) = mpsc::channel(8);
@@ -97,15 +123,24 @@ impl Experiments for ExperimentsService {
             let mut last: Option<proto::ExperimentStatus> = None;
             loop {
                 subscription.changes.borrow_and_update();
-                let status = match coord.status(&id) {
-                    Ok(s) => s,
+                let read = {
+                    let (coord, id) = (coord.clone(), id.clone());
+                    blocking(move || {
+                        let status = coord.status(&id)?;
+                        Ok((
+                            status.experiment.is_done(),
+                            proto::ExperimentStatus::from(&status),
+                        ))
+                    })
+                    .await
+                };
+                let (done, message) = match read {
+                    Ok(read) => read,
                     Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
-                let done = status.experiment.is_done();
-                let message = proto::ExperimentStatus::from(&status);
                 if last.as_ref() != Some(&message) {
                     if tx.send(Ok(message.clone())).await.is_err() {
                         return;
@@ -130,7 +165,14 @@ impl Experiments for ExperimentsService {
         &self,
         request: Request<proto::CancelRequest>,
     ) -> Result<Response<proto::CancelResponse>, Status> {
-        let target = request.into_inner().target.trim().to_string();
+        let target = request.into_inner().target;
+        if target.len() > MAX_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "target: {} bytes long; the limit is {MAX_KEY_BYTES}",
+                target.len()
+            )));
+        }
+        let target = target.trim().to_string();
         if target.is_empty() {
             return Err(Status::invalid_argument(
                 "target: required (an experiment or a run)",
@@ -154,13 +196,17 @@ impl Experiments for ExperimentsService {
             })?,
         };
         let coord = self.coord.clone();
-        let data = blocking(move || Ok(coord.report_data(&key)?)).await?;
-        let content = report::render(&data, format);
-        Ok(Response::new(proto::ReportResponse {
-            content,
-            experiment_id: data.experiment.id,
-            experiment_name: data.experiment.name,
-        }))
+        // Reading and rendering both block (SQLite, charts): off the async threads.
+        let response = blocking(move || {
+            let data = coord.report_data(&key)?;
+            Ok(proto::ReportResponse {
+                content: report::render(&data, format),
+                experiment_id: data.experiment.id,
+                experiment_name: data.experiment.name,
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
     }
 
     async fn list_workers(

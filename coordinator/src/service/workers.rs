@@ -1,19 +1,23 @@
 //! The worker-facing service: register, acquire, progress, complete, fail, release and
-//! checkpoint transfer. Every message about a run is fenced on (worker, run, attempt).
+//! checkpoint transfer. Every message about a run is fenced on (worker, run, attempt), and
+//! every message after `Register` must carry that worker's session secret.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ablate_common::proto::{self, workers_server::Workers};
+use ablate_common::proto::{self, workers_server::Workers, SESSION_METADATA_KEY};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::convert::{attempt_ref, blocking};
+use super::convert::{
+    attempt_ref, blocking, check_devices, check_len, truncate, MAX_ID_BYTES, MAX_REASON_BYTES,
+};
 use crate::checkpoints::CHUNK_BYTES;
+use crate::session::Sessions;
 use crate::state::{Coordinator, Progress, Registration};
 
 /// Checkpoint uploads one worker may have in flight at once.
@@ -26,18 +30,24 @@ pub(crate) const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct WorkersService {
     coord: Arc<Coordinator>,
+    sessions: Sessions,
+    lease_ttl_ms: u64,
     in_flight: InFlight,
 }
 
 impl WorkersService {
-    /// A service over the coordinator state.
-    pub fn new(coord: Arc<Coordinator>) -> WorkersService {
+    /// A service over the coordinator state, issuing and checking `sessions`.
+    pub fn new(coord: Arc<Coordinator>, sessions: Sessions) -> WorkersService {
+        let lease_ttl_ms = coord.lease_ttl_ms();
         WorkersService {
             coord,
+            sessions,
+            lease_ttl_ms,
             in_flight: InFlight::default(),
         }
     }
 }
+
 
 /// Uploads in flight per worker.
 #[derive(Debug, Clone, Default)]
@@ -98,24 +108,48 @@ impl Workers for WorkersService {
         &self,
         request: Request<proto::RegisterRequest>,
     ) -> Result<Response<proto::RegisterResponse>, Status> {
-        let registration = Registration::try_from(request.into_inner())?;
+        let (metadata, _, r) = request.into_parts();
+        let mut registration = Registration::try_from(r)?;
+        if let Some(id) = registration.worker_id.clone() {
+            if !self.sessions.verify(&metadata, &id) {
+                let coord = self.coord.clone();
+                let known = blocking(move || Ok(coord.has_worker(&id))).await?;
+                if known {
+                    // Someone else's id: no takeover of its leases.
+                    self.sessions
+                        .check(&metadata, registration.worker_id.as_deref().unwrap_or(""))?;
+                }
+                // An id this coordinator never issued (or forgot): a fresh registration.
+                registration.worker_id = None;
+            }
+        }
         let coord = self.coord.clone();
         let (worker_id, held) = blocking(move || Ok(coord.register(registration)?)).await?;
-        Ok(Response::new(proto::RegisterResponse {
+        let secret = self.sessions.secret(&worker_id);
+        let mut response = Response::new(proto::RegisterResponse {
             worker_id,
-            lease_ttl_ms: self.coord.lease_ttl_ms(),
+            lease_ttl_ms: self.lease_ttl_ms,
             held: held.into_iter().map(Into::into).collect(),
-        }))
+        });
+        let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = secret
+            .parse()
+            .map_err(|_| Status::internal("session secret is not a header value"))?;
+        value.set_sensitive(true);
+        response.metadata_mut().insert(SESSION_METADATA_KEY, value);
+        Ok(response)
     }
 
     async fn acquire(
         &self,
         request: Request<proto::AcquireRequest>,
     ) -> Result<Response<proto::AcquireResponse>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
+        check_len("worker_id", &r.worker_id, MAX_ID_BYTES)?;
+        check_devices("free_devices", r.free_devices.iter().map(String::as_str))?;
         if r.worker_id.trim().is_empty() {
             return Err(Status::invalid_argument("worker_id: required"));
         }
+        self.sessions.check(&metadata, r.worker_id.trim())?;
         let coord = self.coord.clone();
         let assignment =
             blocking(move || Ok(coord.acquire(r.worker_id.trim(), &r.free_devices)?)).await?;
@@ -128,7 +162,10 @@ impl Workers for WorkersService {
         &self,
         request: Request<proto::ProgressRequest>,
     ) -> Result<Response<proto::ProgressResponse>, Status> {
-        let progress = Progress::try_from(request.into_inner())?;
+        let (metadata, _, r) = request.into_parts();
+        let progress = Progress::try_from(r)?;
+        self.sessions
+            .check(&metadata, &progress.attempt.worker_id)?;
         let coord = self.coord.clone();
         let cancel = blocking(move || Ok(coord.progress(progress)?)).await?;
         Ok(Response::new(proto::ProgressResponse { cancel }))
@@ -138,8 +175,9 @@ impl Workers for WorkersService {
         &self,
         request: Request<proto::CompleteRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
         let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
+        self.sessions.check(&metadata, &a.worker_id)?;
         let coord = self.coord.clone();
         blocking(move || Ok(coord.complete(&a, r.params)?)).await?;
         Ok(Response::new(proto::Ack {}))
@@ -149,11 +187,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<proto::FailRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
         let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
+        self.sessions.check(&metadata, &a.worker_id)?;
         let reason = match r.reason.trim() {
             "" => "no reason given".to_string(),
-            reason => reason.to_string(),
+            reason => truncate(reason, MAX_REASON_BYTES),
         };
         let coord = self.coord.clone();
         blocking(move || Ok(coord.fail(&a, &reason, r.permanent)?)).await?;
@@ -164,10 +203,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<proto::ReleaseRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
         let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
+        self.sessions.check(&metadata, &a.worker_id)?;
         let coord = self.coord.clone();
-        blocking(move || Ok(coord.release(&a, r.reason.trim())?)).await?;
+        let reason = truncate(r.reason.trim(), MAX_REASON_BYTES);
+        blocking(move || Ok(coord.release(&a, &reason)?)).await?;
         Ok(Response::new(proto::Ack {}))
     }
 
@@ -175,11 +216,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<Streaming<proto::CheckpointChunk>>,
     ) -> Result<Response<proto::Ack>, Status> {
-        let mut stream = request.into_inner();
+        let (metadata, _, mut stream) = request.into_parts();
         let first = next_chunk(&mut stream)
             .await?
             .ok_or_else(|| Status::invalid_argument("an upload needs at least one chunk"))?;
         let a = attempt_ref(first.worker_id.clone(), first.run_id.clone(), first.attempt)?;
+        self.sessions.check(&metadata, &a.worker_id)?;
         if first.epoch == 0 {
             return Err(Status::invalid_argument(
                 "epoch: epochs are numbered from 1",
@@ -191,7 +233,10 @@ impl Workers for WorkersService {
             ));
         }
         let epoch = first.epoch;
-        self.coord.check_lease(&a)?;
+        {
+            let (coord, a) = (self.coord.clone(), a.clone());
+            blocking(move || Ok(coord.check_lease(&a)?)).await?;
+        }
         let _slot = self.in_flight.take(&a.worker_id)?;
         let mut upload = self
             .coord
@@ -244,9 +289,13 @@ impl Workers for WorkersService {
         &self,
         request: Request<proto::CheckpointRequest>,
     ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
         let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
-        let found = self.coord.checkpoint_file(&a)?;
+        self.sessions.check(&metadata, &a.worker_id)?;
+        let found = {
+            let (coord, a) = (self.coord.clone(), a.clone());
+            blocking(move || Ok(coord.checkpoint_file(&a)?)).await?
+        };
         let (tx, rx) = mpsc::channel(4);
         if let Some((epoch, path)) = found {
             let mut file = tokio::fs::File::open(&path)

@@ -7,7 +7,7 @@ use ablate_common::auth::ClientAuth;
 use ablate_common::proto::workers_client::WorkersClient;
 use ablate_common::proto::{Device, RegisterRequest, RegisterResponse, PROTOCOL_VERSION};
 use tonic::codegen::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 /// A Workers client that sends the token with every call.
@@ -21,14 +21,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct ConnectionConfig {
     /// Coordinator URL, e.g. `http://127.0.0.1:7070`.
     pub url: String,
-    /// Shared token.
+    /// Worker token and, once registered, the session secret.
     pub auth: ClientAuth,
+    /// TLS (https with a CA) or loopback http.
+    pub tls: ablate_common::tls::ClientTls,
     /// Human name of this worker.
     pub name: String,
     /// Devices offered.
     pub devices: Vec<String>,
     /// CPU threads.
     pub threads: u32,
+    /// Dataset roots, reported at registration.
+    pub data_roots: Vec<String>,
 }
 
 /// Whether a failed call may succeed if retried (the coordinator is away or restarting).
@@ -56,8 +60,7 @@ pub(crate) fn client_with_timeout(
     config: &ConnectionConfig,
     timeout: Option<Duration>,
 ) -> Result<Client, String> {
-    let mut endpoint = Endpoint::from_shared(config.url.clone())
-        .map_err(|e| format!("coordinator URL `{}`: {e}", config.url))?
+    let mut endpoint = ablate_common::tls::endpoint(&config.url, &config.tls)?
         .connect_timeout(Duration::from_secs(3))
         .tcp_keepalive(Some(Duration::from_secs(10)));
     if let Some(timeout) = timeout {
@@ -89,9 +92,25 @@ pub(crate) async fn register(
                 .collect(),
             threads: config.threads,
             worker_id: previous_id.unwrap_or_default().to_string(),
+            data_roots: config.data_roots.clone(),
         };
         match client.register(request).await {
-            Ok(response) => return Ok(response.into_inner()),
+            Ok(response) => {
+                let secret = response
+                    .metadata()
+                    .get(ablate_common::proto::SESSION_METADATA_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        tonic::Status::failed_precondition(
+                            "the coordinator sent no session secret (an older coordinator?)",
+                        )
+                    })?;
+                config
+                    .auth
+                    .set_session(secret)
+                    .map_err(tonic::Status::failed_precondition)?;
+                return Ok(response.into_inner());
+            }
             Err(status) if is_transient(&status) => {
                 tracing::warn!(
                     "coordinator {} unreachable ({}); retrying in {:?}",

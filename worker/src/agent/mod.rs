@@ -41,6 +41,10 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// Intra-op threads in total.
     pub threads: usize,
+    /// TLS settings (https with a CA, optional client certificate) or loopback http.
+    pub tls: ablate_common::tls::ClientTls,
+    /// Datasets are read only under these directories.
+    pub data_roots: crate::data::roots::DataRoots,
 }
 
 /// The devices a worker offers and how a CPU run trains.
@@ -92,6 +96,8 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
         name: config.name.clone(),
         devices: inventory.offered.clone(),
         threads: config.threads as u32,
+        tls: config.tls.clone(),
+        data_roots: config.data_roots.shown(),
     };
     let mut client = connection::client(&conn).map_err(anyhow::Error::msg)?;
     // Heartbeats and checkpoint transfers each on a connection of their own.
@@ -148,6 +154,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
                             work_dir: config.work_dir.clone(),
                             cpu_devices: inventory.cpu_devices.clone(),
                             threads: config.threads,
+                            data_roots: config.data_roots.clone(),
                             heartbeat,
                             shutdown: shutdown.clone(),
                         };

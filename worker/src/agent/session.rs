@@ -45,6 +45,8 @@ pub(crate) struct SessionContext {
     pub cpu_devices: DeviceList,
     /// Intra-op threads in total.
     pub threads: usize,
+    /// Datasets are read only under these.
+    pub data_roots: crate::data::roots::DataRoots,
     /// Heartbeat period.
     pub heartbeat: Duration,
     /// Set when the worker shuts down (SIGTERM).
@@ -235,6 +237,16 @@ pub(crate) async fn run(ctx: SessionContext, assignment: Assignment) -> SessionE
         stop.clone(),
         ctx.shutdown.clone(),
     );
+    // Ids become paths (and a directory removed recursively): plain names only.
+    for (field, value) in [
+        ("run_id", &assignment.run_id),
+        ("experiment_id", &assignment.experiment_id),
+    ] {
+        if let Err(why) = check_plain_name(value) {
+            let reason = format!("the coordinator sent a {field} that is not a plain name: {why}");
+            return fail(&ctx, &ids, &liveness, reason, true).await;
+        }
+    }
     tracing::info!(run = %ids.run_id, attempt = ids.attempt, name = %assignment.name, "starting run");
     let end = attempt(&ctx, &assignment, &ids, &liveness, stop).await;
     drop(liveness);
@@ -478,6 +490,27 @@ async fn release(
     SessionEnd::Released
 }
 
+/// An id that is safe as one path component: 1 to 128 of `A-Z a-z 0-9 . _ -`, not
+/// starting with a dot.
+pub(crate) fn check_plain_name(value: &str) -> Result<(), String> {
+    let shown = crate::data::roots::excerpt(value, 40);
+    if value.is_empty() || value.len() > 128 {
+        return Err(format!("`{shown}` must be 1 to 128 bytes long"));
+    }
+    if value.starts_with('.') {
+        return Err(format!("`{shown}` starts with a dot"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "`{shown}` has characters other than A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
+
 fn prepare(
     ctx: &SessionContext,
     assignment: &Assignment,
@@ -489,6 +522,7 @@ fn prepare(
     spec.check().map_err(|e| format!("run spec: {e}"))?;
     let arch = spec.architecture().map_err(|e| format!("model: {e}"))?;
     let dataset = spec.dataset.as_ref().ok_or("the run spec has no dataset")?;
+    ctx.data_roots.check_dataset(dataset)?;
     if let Some(delay) = test_hooks::delay(test_hooks::PREPARE_DELAY_MS) {
         tracing::warn!("test throttle: preparing the data takes {delay:?} more");
         test_hooks::sleep_unless_stopped(delay, &stop);
@@ -601,5 +635,27 @@ fn to_proto(r: &EpochRecord) -> EpochMetrics {
         lr: r.lr,
         seconds: r.seconds,
         images_per_sec: r.images_per_sec,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_plain_name;
+
+    #[test]
+    fn only_plain_names_become_paths() {
+        assert!(check_plain_name("quick-1a2b3c4d-0007").is_ok());
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "../../etc",
+            "a/b",
+            "a\\b",
+            "x\0y",
+            &"a".repeat(129),
+        ] {
+            assert!(check_plain_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

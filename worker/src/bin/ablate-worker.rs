@@ -4,20 +4,50 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use ablate_common::auth::{resolve_token, Token};
+use ablate_common::tls::ClientTls;
 use ablate_worker::agent::{self, AgentConfig};
 use ablate_worker::cli;
+use ablate_worker::data::roots::DataRoots;
 use clap::{Parser, Subcommand};
 
 /// Trains ablate runs: as an agent of a coordinator, or standalone.
 #[derive(Debug, Parser)]
 #[command(name = "ablate-worker", version, about)]
 struct Cli {
-    /// Coordinator URL (agent mode), e.g. http://127.0.0.1:7070.
+    /// Coordinator URL (agent mode): https://HOST:PORT (with --ca), or http:// on loopback.
     #[arg(long, env = "ABLATE_COORDINATOR")]
     coordinator: Option<String>,
-    /// Shared token of the coordinator (prefer the ABLATE_TOKEN environment variable).
-    #[arg(long, env = "ABLATE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// The coordinator's worker token (prefer ABLATE_WORKER_TOKEN or --worker-token-file:
+    /// command lines are visible to other users).
+    #[arg(long, env = "ABLATE_WORKER_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    worker_token: Option<Token>,
+    /// A file holding the worker token.
+    #[arg(long, env = "ABLATE_WORKER_TOKEN_FILE")]
+    worker_token_file: Option<PathBuf>,
+    /// The worker token under its older name (ABLATE_TOKEN); --worker-token wins.
+    #[arg(long, env = "ABLATE_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    token: Option<Token>,
+    /// PEM file of the CA that signed the coordinator's certificate (https URLs).
+    #[arg(long, env = "ABLATE_CA")]
+    ca: Option<PathBuf>,
+    /// The name the coordinator's certificate must carry (default: the URL's host).
+    #[arg(long, env = "ABLATE_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+    /// PEM client certificate, for a coordinator that requires one from workers.
+    #[arg(long, env = "ABLATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM key of --tls-cert.
+    #[arg(long, env = "ABLATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain http:// to a coordinator that is not on loopback (the token crosses the
+    /// network in clear text).
+    #[arg(long, env = "ABLATE_INSECURE_PLAINTEXT")]
+    insecure_plaintext: bool,
+    /// A directory datasets may be read from (repeatable; default /usr/share/datasets).
+    /// A run whose dataset lies elsewhere fails with an error naming these.
+    #[arg(long = "data-root", env = "ABLATE_DATA_ROOTS", value_delimiter = ':')]
+    data_roots: Vec<PathBuf>,
     /// Devices to offer: `cpu`, `cpu:N` (N data-parallel replicas), `cuda:0,1` or `auto`.
     #[arg(long, default_value = "auto")]
     devices: String,
@@ -80,9 +110,27 @@ fn run_agent(cli: &Cli) -> anyhow::Result<()> {
         anyhow::anyhow!("give --coordinator URL to run as an agent, or a subcommand (see --help)")
     })?;
     let threads = cli.threads.unwrap_or_else(cli::train::num_cpus);
+    let token = resolve_token(
+        cli.worker_token.as_ref(),
+        cli.worker_token_file.as_deref(),
+        cli.token.as_ref(),
+    )?;
+    let data_roots = if cli.data_roots.is_empty() {
+        DataRoots::default_roots()
+    } else {
+        DataRoots::new(&cli.data_roots).map_err(anyhow::Error::msg)?
+    };
     let config = AgentConfig {
         url,
-        token: cli.token.clone(),
+        token: token.map(|t| t.expose().to_string()),
+        tls: ClientTls {
+            ca: cli.ca.clone(),
+            cert: cli.tls_cert.clone(),
+            key: cli.tls_key.clone(),
+            domain: cli.tls_domain.clone(),
+            insecure_plaintext: cli.insecure_plaintext,
+        },
+        data_roots,
         devices: cli.devices.clone(),
         name: cli.name.clone().unwrap_or_else(hostname),
         work_dir: cli.work_dir.clone(),
@@ -92,6 +140,10 @@ fn run_agent(cli: &Cli) -> anyhow::Result<()> {
     ablate_worker::signals::stop_on_terminate(shutdown.clone())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(agent::run(config, shutdown))
+}
+
+fn parse_token(text: &str) -> Result<Token, String> {
+    Token::new(text).map_err(|e| e.to_string())
 }
 
 fn hostname() -> String {

@@ -21,6 +21,7 @@ pub mod inspect;
 mod loader;
 mod normalize;
 pub mod plan;
+pub mod roots;
 mod source;
 mod transform;
 

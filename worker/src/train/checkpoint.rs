@@ -218,4 +218,26 @@ mod tests {
         assert!(load(&dir, "h").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// Mutated checkpoint files are refused with an error, never a crash.
+    #[test]
+    fn the_loader_survives_mutated_files() {
+        let dir = tmpdir("fuzz");
+        let w = vec![("fc.weight".to_string(), Tensor::from_slice(&[0.5f32; 16]))];
+        let o = vec![("m.fc.weight".to_string(), Tensor::from_slice(&[0.1f32; 16]))];
+        let path = save(&dir, &meta("h", 1, 1, &[]), &w, &o).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let target = dir.join("fuzzed.ot");
+        let runs = ablate_common::fuzz::Mutator::new(9).run(
+            &[&good],
+            std::time::Duration::from_secs(2),
+            2_000,
+            |bytes| {
+                std::fs::write(&target, bytes).unwrap();
+                let _ = load_file(&target, "h");
+            },
+        );
+        assert!(runs > 10, "{runs}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

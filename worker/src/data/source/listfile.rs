@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 
 use super::{hex, stamp, FileSample, Items, ListContext, Listing};
 use crate::data::error::{DataError, Location, Problem};
+use crate::data::roots::{excerpt, is_contained_relative};
+
+/// The most characters of a list file's line quoted in an error.
+const EXCERPT_CHARS: usize = 40;
 
 /// One parsed line: the path as written and the label.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,13 +26,20 @@ pub(super) fn parse_line(text: &str) -> Result<Option<Line<'_>>, String> {
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
     }
+    // The file may be anything a grid pointed at: quote only a short, printable excerpt.
     let Some((path, label)) = text.rsplit_once(|c: char| c.is_whitespace()) else {
-        return Err(format!("`{text}`: expected `relative/path label`"));
+        return Err(format!(
+            "`{}`: expected `relative/path label`",
+            excerpt(text, EXCERPT_CHARS)
+        ));
     };
     let path = path.trim_end();
-    let label: i64 = label
-        .parse()
-        .map_err(|_| format!("label `{label}` is not an integer (line `{text}`)"))?;
+    let label: i64 = label.parse().map_err(|_| {
+        format!(
+            "label `{}` is not an integer",
+            excerpt(label, EXCERPT_CHARS)
+        )
+    })?;
     Ok(Some(Line { path, label }))
 }
 
@@ -65,7 +76,15 @@ pub(super) fn list(
         };
         seen += 1;
         let image = ctx.root.join(parsed.path);
-        if let Some(problem) = ctx.check_label(parsed.label) {
+        if !is_contained_relative(Path::new(parsed.path)) {
+            bad.push(ctx.bad(
+                at(None),
+                Problem::BadLine(format!(
+                    "`{}`: the path must be relative to the dataset root, without `..`",
+                    excerpt(parsed.path, EXCERPT_CHARS)
+                )),
+            ));
+        } else if let Some(problem) = ctx.check_label(parsed.label) {
             bad.push(ctx.bad(at(Some(&image)), problem));
         } else {
             match std::fs::metadata(&image) {
@@ -122,6 +141,10 @@ mod tests {
         assert!(parse_line("a.jpg x")
             .unwrap_err()
             .contains("not an integer"));
+        // What is quoted of a hostile line is short and printable.
+        let long = format!("root:x:0:0:{}\u{1b}", "y".repeat(500));
+        let err = parse_line(&long).unwrap_err();
+        assert!(err.len() < 120 && !err.contains('\u{1b}'), "{err}");
         assert_eq!(
             parse_line("a.jpg -1").unwrap(),
             Some(Line {

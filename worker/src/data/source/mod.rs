@@ -4,6 +4,8 @@
 
 mod cifar;
 mod folder;
+#[cfg(test)]
+mod fuzz_tests;
 mod idx;
 mod listfile;
 
@@ -209,20 +211,30 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The most bytes a gzipped dataset file may inflate to.
+pub(crate) const MAX_INFLATED_BYTES: u64 = 16 << 30;
+
 /// Reads a whole file, gunzipping it when it starts with the gzip magic.
 pub(crate) fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
     use std::io::Read;
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
+        let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(1 << 30));
         // A truncated gzip stream fails here; what was inflated before the cut is kept so
-        // that the IDX reader can report the truncation by record.
-        let mut decoder = flate2::read::GzDecoder::new(&bytes[..]);
-        if let Err(e) = decoder.read_to_end(&mut out) {
+        // that the IDX reader can report the truncation by record. A stream that inflates
+        // past the cap (a gzip bomb) is refused.
+        let decoder = flate2::read::GzDecoder::new(&bytes[..]);
+        if let Err(e) = decoder.take(MAX_INFLATED_BYTES + 1).read_to_end(&mut out) {
             if out.is_empty() {
                 return Err(DataError::format(path, format!("bad gzip stream: {e}")));
             }
             tracing::warn!(path = %path.display(), error = %e, "gzip stream ends early");
+        }
+        if out.len() as u64 > MAX_INFLATED_BYTES {
+            return Err(DataError::format(
+                path,
+                format!("inflates to more than {MAX_INFLATED_BYTES} bytes (the limit)"),
+            ));
         }
         Ok(out)
     } else {
