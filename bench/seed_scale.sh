@@ -102,8 +102,9 @@ while :; do
 done
 WALL=$(( $(date +%s) - STARTED ))
 "$BIN/ablate" report seed-scale --format json > "$WORK/report.json"
-kill -TERM "$WORKER"; wait "$WORKER" || true
-kill -TERM "$COORD"; wait "$COORD" || true
+# SIGTERM the processes /usr/bin/time runs (time itself must live to write its report).
+pkill -TERM -P "$WORKER" || true; wait "$WORKER" || true
+pkill -TERM -P "$COORD" || true; wait "$COORD" || true
 
 # The same training step alone, ours and PyTorch's (2 timed steps after 1 warm-up).
 STEP_FLAGS=(--model "$MODEL" --image-size 224 --batch 32 --steps 2 --threads "$THREADS" --device "$DEVICE" --json)

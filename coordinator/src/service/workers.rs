@@ -310,7 +310,11 @@ impl Workers for WorkersService {
                 Some(sha256) => sha256,
                 None => {
                     let path = path.clone();
-                    blocking(move || Ok(crate::checkpoints::sha256_of_file(&path).map_err(crate::state::CoordError::from)?)).await?
+                    blocking(move || {
+                        Ok(crate::checkpoints::sha256_of_file(&path)
+                            .map_err(crate::state::CoordError::from)?)
+                    })
+                    .await?
                 }
             };
             tokio::spawn(async move {

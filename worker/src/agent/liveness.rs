@@ -52,6 +52,7 @@ pub(crate) struct AttemptIds {
 
 /// The running heartbeat of one attempt; aborted when dropped.
 pub(crate) struct Liveness {
+    run_id: String,
     pending: Arc<Mutex<Pending>>,
     verdict: watch::Receiver<Verdict>,
     wake: Arc<Notify>,
@@ -81,6 +82,7 @@ impl Liveness {
         }));
         let (tx, verdict) = watch::channel(Verdict::Running);
         let wake = Arc::new(Notify::new());
+        let run_id = ids.run_id.clone();
         let task = tokio::spawn(beat(Beat {
             client,
             ids,
@@ -92,6 +94,7 @@ impl Liveness {
             shutdown,
         }));
         Liveness {
+            run_id,
             pending,
             verdict,
             wake,
@@ -101,6 +104,11 @@ impl Liveness {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The run this heartbeat is about.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     /// Training starts (or resumes) with this many steps an epoch.

@@ -404,7 +404,10 @@ fn relay(event: Event, liveness: &Liveness, uploader: &Uploader, watchdog: &mut 
             liveness.started(steps_per_epoch);
             watchdog.moved();
             if start_epoch > 0 {
-                tracing::info!("resuming after epoch {start_epoch} from the checkpoint");
+                tracing::info!(
+                    "resuming run {} after epoch {start_epoch} from its checkpoint",
+                    liveness.run_id()
+                );
             }
         }
         Event::Step { epoch, step, loss } => {
