@@ -48,7 +48,6 @@ impl WorkersService {
     }
 }
 
-
 /// Uploads in flight per worker.
 #[derive(Debug, Clone, Default)]
 struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
