@@ -200,6 +200,9 @@ pub struct WorkerInfo {
     pub devices: Vec<String>,
     /// CPU threads it trains with.
     pub threads: u32,
+    /// The folders it reads datasets from, as it reported them at registration (not
+    /// stored: empty for a worker loaded from the store until it registers again).
+    pub data_roots: Vec<String>,
 }
 
 /// What happened to a run, for the event log.
@@ -1082,6 +1085,7 @@ mod tests {
             name: format!("host-{id}"),
             devices: devices.iter().map(|d| d.to_string()).collect(),
             threads: 2,
+            data_roots: Vec::new(),
         });
         s.touch(id, 0);
     }

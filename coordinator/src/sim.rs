@@ -273,6 +273,7 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                     devices: devices.clone(),
                     threads: 8,
                     worker_id: None,
+                    data_roots: Vec::new(),
                 })
                 .map(|(id, _)| id)
                 .map_err(anyhow::Error::from);

@@ -129,6 +129,8 @@ pub struct Registration {
     pub threads: u32,
     /// The id of an earlier registration, to keep its leases.
     pub worker_id: Option<String>,
+    /// The folders it reads datasets from (`--data-root`).
+    pub data_roots: Vec<String>,
 }
 
 /// A run handed to a worker.
@@ -684,6 +686,7 @@ impl Coordinator {
             name: reg.name.clone(),
             devices,
             threads: reg.threads,
+            data_roots: reg.data_roots.clone(),
         };
         let renewals = inner.sched.renew_all_of(&id, now);
         let message = format!(

@@ -221,6 +221,11 @@ fn an_unfittable_run_is_reported_at_submit_and_in_status() {
     assert_eq!(worker["devices"], serde_json::json!(["cpu"]));
     assert_eq!(worker["free"], serde_json::json!(["cpu"]));
     assert!(worker["last_seen_unix_ms"].as_u64().is_some_and(|t| t > 0));
+    // The dataset roots it reads from (the default, as the harness starts it).
+    assert_eq!(
+        worker["data_roots"],
+        serde_json::json!(["/usr/share/datasets"])
+    );
 
     let text = lenet_grid("needs-gpus", 1, 64, &[1])
         .replace("max_attempts = 3", "max_attempts = 3\ngpus = 2");

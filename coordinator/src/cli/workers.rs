@@ -59,6 +59,7 @@ pub(super) async fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
                     "free": free(w),
                     "runs": w.runs,
                     "threads": w.threads,
+                    "data_roots": w.data_roots,
                     "connected": w.live,
                     "last_seen_unix_ms": (w.last_seen_unix_ms > 0).then_some(w.last_seen_unix_ms),
                     "protocol_version": w.protocol_version,
@@ -89,6 +90,7 @@ pub(super) async fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
                 w.runs.join(","),
                 last_seen(w, now),
                 format!("v{}", w.protocol_version),
+                w.data_roots.join(","),
             ]
         })
         .collect();
@@ -103,7 +105,8 @@ pub(super) async fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
                 "FREE",
                 "RUNS",
                 "LAST SEEN",
-                "PROTOCOL"
+                "PROTOCOL",
+                "DATA ROOTS"
             ],
             &rows
         )

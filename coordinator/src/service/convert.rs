@@ -66,6 +66,10 @@ pub(crate) const MAX_STEPS_PER_PROGRESS: usize = 10_000;
 /// A failure reason is kept up to this many bytes (the rest is cut, not refused: a worker
 /// reporting a long error must still be able to fail its run).
 pub(crate) const MAX_REASON_BYTES: usize = 4_096;
+/// The most dataset roots a worker may report.
+pub(crate) const MAX_DATA_ROOTS: usize = 64;
+/// The longest dataset root path.
+pub(crate) const MAX_DATA_ROOT_BYTES: usize = 4_096;
 
 /// `Err` naming the field, the limit and the value when `value` is longer than `limit`.
 pub(super) fn check_len(field: &str, value: &str, limit: usize) -> Result<(), Status> {
@@ -146,6 +150,18 @@ impl TryFrom<proto::RegisterRequest> for Registration {
         check_len("name", &r.name, MAX_ID_BYTES)?;
         check_len("worker_id", &r.worker_id, MAX_ID_BYTES)?;
         check_devices("devices", r.devices.iter().map(|d| d.name.as_str()))?;
+        if r.data_roots.len() > MAX_DATA_ROOTS {
+            return Err(invalid(
+                "data_roots",
+                &format!(
+                    "{} roots; the limit is {MAX_DATA_ROOTS}",
+                    r.data_roots.len()
+                ),
+            ));
+        }
+        for root in &r.data_roots {
+            check_len("data_roots", root, MAX_DATA_ROOT_BYTES)?;
+        }
         let name = r.name.trim();
         Ok(Registration {
             protocol_version: r.protocol_version,
@@ -161,6 +177,7 @@ impl TryFrom<proto::RegisterRequest> for Registration {
                 .collect(),
             threads: r.threads,
             worker_id: Some(r.worker_id.trim().to_string()).filter(|s| !s.is_empty()),
+            data_roots: r.data_roots,
         })
     }
 }
@@ -288,6 +305,7 @@ pub(super) fn worker_entry(w: &WorkerView) -> proto::WorkerInfoEntry {
         protocol_version: ablate_common::proto::PROTOCOL_VERSION,
         live: w.connected,
         threads: w.info.threads,
+        data_roots: w.info.data_roots.clone(),
     }
 }
 

@@ -210,6 +210,7 @@ impl Store {
                 devices: serde_json::from_str(&devices)
                     .map_err(|e| corrupt("workers.devices_json", e))?,
                 threads,
+                data_roots: Vec::new(),
             });
         }
         Ok(workers)
@@ -802,6 +803,7 @@ mod tests {
             name: "host".into(),
             devices: vec!["cpu".into()],
             threads: 2,
+            data_roots: Vec::new(),
         };
         store.write(|tx| tx.upsert_worker(&worker, 5)).unwrap();
         sched.insert_worker(worker.clone());
