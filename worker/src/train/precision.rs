@@ -12,6 +12,9 @@ use crate::model::take_shim_error;
 extern "C" {
     fn ablate_autocast_set_cuda_dtype(dtype: c_int) -> *mut c_char;
     fn ablate_autocast_cuda_dtype() -> c_int;
+    fn ablate_autocast_enter(dtype: c_int, was_enabled: *mut c_int) -> *mut c_char;
+    fn ablate_autocast_exit(was_enabled: c_int) -> *mut c_char;
+    fn ablate_autocast_cuda_enabled() -> c_int;
     fn ablate_cuda_supports_bf16(device_index: c_int, out: *mut c_int) -> *mut c_char;
 }
 
@@ -54,15 +57,49 @@ pub fn autocast_for(mixed_precision: bool, device: Device) -> Result<Option<Kind
 /// Sets the calling thread's CUDA autocast dtype (thread-local in libtorch) to `kind`,
 /// float16 or bfloat16.
 pub fn set_cuda_autocast_dtype(kind: Kind) {
-    let code = match kind {
-        Kind::BFloat16 => 2,
-        Kind::Half => 1,
-        other => panic!("autocast computes in float16 or bfloat16, not {other:?}"),
-    };
+    let code = dtype_code(kind);
     // SAFETY: the shim returns null or an owned message.
     if let Some(message) = unsafe { take_shim_error(ablate_autocast_set_cuda_dtype(code)) } {
         panic!("set_autocast_dtype: {message}");
     }
+}
+
+/// Runs `f` under CUDA autocast in `kind` (float16 or bfloat16), or plainly when `kind` is
+/// `None`. It replaces `tch::autocast`, which libtorch 2.11 answers with a deprecation
+/// warning on every call, also when autocast is off.
+pub fn with_cuda_autocast<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
+    let Some(kind) = kind else {
+        return f();
+    };
+    let code = dtype_code(kind);
+    let mut was_enabled: c_int = 0;
+    // SAFETY: the shim writes `was_enabled` and returns null or an owned message.
+    if let Some(message) =
+        unsafe { take_shim_error(ablate_autocast_enter(code, &mut was_enabled)) }
+    {
+        panic!("entering autocast: {message}");
+    }
+    let result = f();
+    // SAFETY: as above; pairs with the enter just made on this thread.
+    if let Some(message) = unsafe { take_shim_error(ablate_autocast_exit(was_enabled)) } {
+        panic!("leaving autocast: {message}");
+    }
+    result
+}
+
+/// The shim's code of an autocast dtype.
+fn dtype_code(kind: Kind) -> c_int {
+    match kind {
+        Kind::BFloat16 => 2,
+        Kind::Half => 1,
+        other => panic!("autocast computes in float16 or bfloat16, not {other:?}"),
+    }
+}
+
+/// Whether CUDA autocast is on in the calling thread.
+pub fn cuda_autocast_enabled() -> bool {
+    // SAFETY: a plain getter.
+    unsafe { ablate_autocast_cuda_enabled() != 0 }
 }
 
 /// The calling thread's CUDA autocast dtype.
@@ -114,5 +151,23 @@ mod tests {
         );
         set_cuda_autocast_dtype(Kind::Half);
         assert_eq!(cuda_autocast_dtype(), Some(Kind::Half));
+    }
+
+    /// Autocast is on, in the asked dtype, inside the closure only (nested too), and
+    /// nothing is switched when it is not asked for.
+    #[test]
+    fn autocast_is_scoped_to_the_closure() {
+        std::thread::spawn(|| {
+            assert!(!cuda_autocast_enabled());
+            let inside = with_cuda_autocast(Some(Kind::BFloat16), || {
+                let nested = with_cuda_autocast(Some(Kind::BFloat16), cuda_autocast_enabled);
+                (cuda_autocast_enabled(), cuda_autocast_dtype(), nested)
+            });
+            assert_eq!(inside, (true, Some(Kind::BFloat16), true));
+            assert!(!cuda_autocast_enabled());
+            assert!(!with_cuda_autocast(None, cuda_autocast_enabled));
+        })
+        .join()
+        .unwrap();
     }
 }

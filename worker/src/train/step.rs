@@ -34,10 +34,7 @@ pub fn forward_backward(
     labels: &Tensor,
     autocast: Option<Kind>,
 ) -> Result<StepOutput, tch::TchError> {
-    if let Some(kind) = autocast {
-        precision::set_cuda_autocast_dtype(kind);
-    }
-    let raw = tch::autocast(autocast.is_some(), || net.forward_t(images, true));
+    let raw = precision::with_cuda_autocast(autocast, || net.forward_t(images, true));
     let compute_kind = raw.kind();
     let logits = raw.f_to_kind(Kind::Float)?;
     let loss = logits.cross_entropy_for_logits(labels);
