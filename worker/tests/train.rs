@@ -119,7 +119,7 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
     let data = ablate_worker::data::open(opts.spec.dataset.as_ref().unwrap(), 1, 28, 10).unwrap();
     struct StopAfterFirstEpoch(Arc<AtomicBool>);
     impl train::Observer for StopAfterFirstEpoch {
-        fn on_epoch(&mut self, _r: &EpochRecord, _p: &Path) {
+        fn on_epoch(&mut self, _r: &EpochRecord, _p: Option<&Path>) {
             self.0.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
@@ -272,7 +272,7 @@ fn two_cpu_replicas_match_one() {
 /// Stops the run once its first epoch is checkpointed.
 struct StopAfterFirstEpoch(Arc<AtomicBool>);
 impl train::Observer for StopAfterFirstEpoch {
-    fn on_epoch(&mut self, _r: &EpochRecord, _p: &Path) {
+    fn on_epoch(&mut self, _r: &EpochRecord, _p: Option<&Path>) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

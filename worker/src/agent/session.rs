@@ -91,7 +91,8 @@ enum Event {
     },
     Epoch {
         record: EpochRecord,
-        snapshot: PathBuf,
+        /// This epoch's checkpoint, when it was written.
+        snapshot: Option<PathBuf>,
         timings: EpochTimings,
     },
 }
@@ -156,13 +157,16 @@ impl Observer for ChannelObserver {
         }
     }
 
-    fn on_epoch(&mut self, record: &EpochRecord, path: &Path) {
+    fn on_epoch(&mut self, record: &EpochRecord, path: Option<&Path>) {
         // A hard link keeps this epoch's file while training replaces checkpoint.ot.
-        let snapshot = path.with_file_name(format!("epoch-{}.ot", record.epoch));
-        let _ = std::fs::remove_file(&snapshot);
-        if std::fs::hard_link(path, &snapshot).is_err() {
-            let _ = std::fs::copy(path, &snapshot);
-        }
+        let snapshot = path.map(|path| {
+            let snapshot = path.with_file_name(format!("epoch-{}.ot", record.epoch));
+            let _ = std::fs::remove_file(&snapshot);
+            if std::fs::hard_link(path, &snapshot).is_err() {
+                let _ = std::fs::copy(path, &snapshot);
+            }
+            snapshot
+        });
         let now = Instant::now();
         let trained = self.last_train_step.unwrap_or(self.epoch_started);
         let evaluated = self
@@ -428,17 +432,30 @@ fn relay(event: Event, liveness: &Liveness, uploader: &Uploader, watchdog: &mut 
             timings,
         } => {
             watchdog.moved();
-            let bytes = std::fs::metadata(&snapshot).map(|m| m.len()).unwrap_or(0);
-            tracing::info!(
-                "epoch {} timings: train {:.2} s, eval {:.2} s, checkpoint save {:.2} s, \
-                 checkpoint {bytes} bytes",
-                record.epoch,
-                timings.train_s,
-                timings.eval_s,
-                timings.checkpoint_s
-            );
-            liveness.epoch(to_proto(&record));
-            uploader.offer(record.epoch, snapshot);
+            match snapshot {
+                Some(snapshot) => {
+                    let bytes = std::fs::metadata(&snapshot).map(|m| m.len()).unwrap_or(0);
+                    tracing::info!(
+                        "epoch {} timings: train {:.2} s, eval {:.2} s, checkpoint save {:.2} s, \
+                         checkpoint {bytes} bytes",
+                        record.epoch,
+                        timings.train_s,
+                        timings.eval_s,
+                        timings.checkpoint_s
+                    );
+                    liveness.epoch(to_proto(&record));
+                    uploader.offer(record.epoch, snapshot);
+                }
+                None => {
+                    tracing::info!(
+                        "epoch {} timings: train {:.2} s, eval {:.2} s, no checkpoint (paced)",
+                        record.epoch,
+                        timings.train_s,
+                        timings.eval_s,
+                    );
+                    liveness.epoch(to_proto(&record));
+                }
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ impl Observer for PrintingObserver {
         }
     }
 
-    fn on_epoch(&mut self, r: &EpochRecord, _checkpoint: &Path) {
+    fn on_epoch(&mut self, r: &EpochRecord, _checkpoint: Option<&Path>) {
         println!(
             "epoch {:>3}  train loss {:.4} acc {:.2}%  eval loss {:.4} acc {:.2}%  lr {:.2e}  {:.1}s  {:.0} img/s",
             r.epoch,

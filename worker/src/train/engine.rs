@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointError};
 use super::optimizer::Optimizer;
+use super::pacing::CheckpointPacer;
 use super::precision;
 use super::step::{forward_backward, StepOutput};
 use crate::collective::{Collective, CollectiveError, CpuCollective};
@@ -102,8 +103,9 @@ pub trait Observer {
     fn on_step(&mut self, _epoch: u32, _step: u64, _steps_per_epoch: u64, _loss: Option<f64>) {}
     /// An evaluation batch finished (evaluation is progress too: a watchdog counts it).
     fn on_eval_step(&mut self, _epoch: u32, _batch: u64) {}
-    /// An epoch finished and its checkpoint is on disk at `checkpoint`.
-    fn on_epoch(&mut self, _record: &EpochRecord, _checkpoint: &std::path::Path) {}
+    /// An epoch finished; its checkpoint is on disk at `checkpoint`, unless this epoch was
+    /// not checkpointed ([`crate::train::pacing`]).
+    fn on_epoch(&mut self, _record: &EpochRecord, _checkpoint: Option<&std::path::Path>) {}
 }
 
 /// An observer that ignores everything.
@@ -462,6 +464,7 @@ fn run_epochs(
     history: &mut Vec<EpochRecord>,
 ) -> Result<EpochsEnd, TrainError> {
     let spec = &opts.spec;
+    let mut pacer = CheckpointPacer::new(spec.epochs, start_epoch);
     for epoch in start_epoch..spec.epochs {
         let epoch_started = Instant::now();
         let seed = epoch_seed(spec.seed, epoch, replica.rank) as u64;
@@ -471,14 +474,14 @@ fn run_epochs(
         let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)?
         {
             Some(t) => t,
-            None => return Ok(EpochsEnd::Stopped(epoch)),
+            None => return Ok(EpochsEnd::Stopped(pacer.saved_epoch())),
         };
         let train_seconds = epoch_started.elapsed().as_secs_f64();
         average_buffers(replica, collective)?;
         let Some((eval_loss, eval_acc)) =
             evaluate(replica, opts, &data.eval, collective, observer, epoch + 1)?
         else {
-            return Ok(EpochsEnd::Stopped(epoch));
+            return Ok(EpochsEnd::Stopped(pacer.saved_epoch()));
         };
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -492,10 +495,18 @@ fn run_epochs(
         };
         if replica.rank == 0 {
             history.push(record);
-            let weights: Vec<(String, Tensor)> = replica.vs.variables().into_iter().collect();
-            let meta = checkpoint::meta(&spec.training_hash(), epoch + 1, spec.seed, history);
-            let path = checkpoint::save(&opts.run_dir, &meta, &weights, &replica.opt.state())?;
-            observer.on_epoch(&record, &path);
+            let path = if pacer.due(epoch + 1, epoch_started.elapsed()) {
+                let writing = Instant::now();
+                let weights: Vec<(String, Tensor)> = replica.vs.variables().into_iter().collect();
+                let meta = checkpoint::meta(&spec.training_hash(), epoch + 1, spec.seed, history);
+                let path =
+                    checkpoint::save(&opts.run_dir, &meta, &weights, &replica.opt.state())?;
+                pacer.written(epoch + 1, writing.elapsed());
+                Some(path)
+            } else {
+                None
+            };
+            observer.on_epoch(&record, path.as_deref());
         }
     }
     Ok(EpochsEnd::Finished)
@@ -691,11 +702,8 @@ fn evaluate(
             let images = batch.images.to_device(device);
             let labels = batch.labels.to_device(device);
             let n = labels.size()[0];
-            if let Some(kind) = autocast {
-                precision::set_cuda_autocast_dtype(kind);
-            }
             let logits =
-                tch::autocast(autocast.is_some(), || replica.net.forward_t(&images, false))
+                precision::with_cuda_autocast(autocast, || replica.net.forward_t(&images, false))
                     .to_kind(Kind::Float);
             let loss = logits.cross_entropy_for_logits(&labels);
             let _ = loss_sum

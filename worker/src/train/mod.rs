@@ -3,6 +3,7 @@
 pub mod checkpoint;
 mod engine;
 pub mod optimizer;
+pub mod pacing;
 pub mod precision;
 pub mod step;
 
