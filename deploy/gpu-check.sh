@@ -7,13 +7,14 @@
 #   deploy/gpu-check.sh             # on the GPU machine (no cargo, no network)
 #   deploy/gpu-check.sh --dry-run   # every stage that needs no GPU, then says so
 #
-# On the GPU machine it checks, in order, failing loudly at the first missing piece:
+# On the GPU machine it checks, in order, failing loudly at the first missing prerequisite:
 # glibc (the binary's newest GLIBC_ symbol against the machine's), torch 2.11 in
 # $TORCH_VENV (default /opt/torch/.venv), library resolution (`ldd`, no "not found"), the
 # GPU; then trains a small run on cuda:0 in fp32 and in bf16 (asserting the dtype the
 # engine reports and a finite, better-than-chance result), runs NCCL with a world of one
 # (init, all-reduce, forced abort, destroy), and times our training step against
-# PyTorch's on the same GPU. It ends with one table.
+# PyTorch's on the same GPU; last, bench/seed_scale.sh runs VGG-16 at 224x224 through a
+# coordinator and worker on loopback (GPU_CHECK_SEED_SCALE=0 skips it). It ends with tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -33,11 +34,16 @@ if [ "$MODE" = prepare ]; then
   # shellcheck source=/dev/null
   source deploy/env.sh
   PROFILE="${GPU_CHECK_PROFILE:-release}"
-  echo "== cargo build --profile $PROFILE -p ablate-worker --features cuda"
-  cargo build -q --profile "$PROFILE" -p ablate-worker --features cuda
+  # The same build as deploy/setup.sh's, so that a set-up machine rebuilds nothing.
+  echo "== cargo build --profile $PROFILE -p ablate-coordinator -p ablate-worker --features ablate-worker/cuda"
+  cargo build -q --profile "$PROFILE" -p ablate-coordinator -p ablate-worker --features ablate-worker/cuda
   case "$PROFILE" in dev|test) sub=debug ;; *) sub="$PROFILE" ;; esac
   rm -rf "$BIN_DIR" && mkdir -p "$BIN_DIR/fashion-mnist"
-  strip --strip-debug -o "$BIN_DIR/ablate-worker" "$CARGO_TARGET_DIR/$sub/ablate-worker"
+  for b in ablate-worker ablate; do
+    strip --strip-debug -o "$BIN_DIR/$b" "$CARGO_TARGET_DIR/$sub/$b"
+  done
+  # bench/seed_scale.sh measures peak RSS with GNU time, which a GPU image may lack.
+  [ -x /usr/bin/time ] && cp /usr/bin/time "$BIN_DIR/time"
   # A subset of Fashion-MNIST (the GPU machine may not have Debian's package).
   python3 - "$BIN_DIR/fashion-mnist" <<'PY'
 import gzip, struct, sys
@@ -79,6 +85,10 @@ table() {
   done
 }
 die() { row "$1" FAIL "$2"; table; echo "gpu-check: FAILED at $1" >&2; exit 1; }
+# Past the prerequisites, a failing stage is recorded and the next one still runs: a GPU
+# machine is lent for minutes, so one call should say everything it can.
+FAILED=()
+fail() { row "$1" FAIL "$2"; FAILED+=("$1"); }
 
 WORKER="$BIN_DIR/ablate-worker"
 [ -x "$WORKER" ] || die binaries "$WORKER missing: run deploy/gpu-check.sh --prepare on the build machine and carry .gpu-bin"
@@ -108,8 +118,12 @@ row torch ok "$torch_version in $TORCH_VENV"
 # cudarc opens libnccl.so; the wheel ships libnccl.so.2 (its directory may be read-only).
 NCCL_LIB="$SITE/nvidia/nccl/lib/libnccl.so.2"
 [ -f "$NCCL_LIB" ] || die nccl-library "$NCCL_LIB missing"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# GPU_CHECK_WORK=DIR keeps every log (and the seed-scale run) there for a look afterwards.
+if [ -n "${GPU_CHECK_WORK:-}" ]; then
+  WORK=$GPU_CHECK_WORK; mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+fi
 mkdir -p "$WORK/lib" && ln -s "$NCCL_LIB" "$WORK/lib/libnccl.so"
 export LD_LIBRARY_PATH="$SITE/torch/lib:$SITE/nvidia/nccl/lib:$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 row nccl-library ok "$(grep -aoE 'NCCL version [0-9.]+' "$NCCL_LIB" | head -1)"
@@ -164,10 +178,10 @@ fit = "pad"
 TOML
   log="$WORK/train-$want.log"
   if ! timeout 300 "$WORKER" train --spec "$WORK/run-$want.toml" --run-dir "$WORK/run-$want" >"$log" 2>&1; then
-    tail -20 "$log" >&2; die "train $want" "ablate-worker train failed (log above)"
+    tail -20 "$log" >&2; fail "train $want" "ablate-worker train failed (log above)"; continue
   fi
   got=$(grep -oE 'training computes in [a-z0-9]+' "$log" | head -1 | awk '{print $4}')
-  [ "$got" = "$want" ] || { tail -20 "$log" >&2; die "train $want" "the engine computed in '${got:-?}', expected $want"; }
+  [ "$got" = "$want" ] || { tail -20 "$log" >&2; fail "train $want" "the engine computed in '${got:-?}', expected $want"; continue; }
   summary=$("$PY" - "$WORK/run-$want/metrics.jsonl" <<'PY'
 import json, math, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -179,19 +193,20 @@ print(("ok" if ok else "BAD"),
       f'{last["images_per_sec"]:.0f} img/s')
 PY
 )
-  case "$summary" in ok*) row "train $want" ok "${summary#ok }" ;; *) die "train $want" "${summary#BAD }" ;; esac
+  case "$summary" in ok*) row "train $want" ok "${summary#ok }" ;; *) fail "train $want" "${summary#BAD }" ;; esac
 done
 
 # NCCL with a world of one.
 if ! out=$(timeout 120 "$WORKER" nccl-check --device cuda:0 2>&1); then
-  echo "$out" >&2; die nccl "ablate-worker nccl-check failed (output above)"
+  echo "$out" >&2; fail nccl "ablate-worker nccl-check failed (output above)"
+else
+  while IFS= read -r line; do
+    stage=${line%%:*}; row "$stage" ok "${line#*: }"
+  done < <(grep '^nccl ' <<<"$out")
+  for stage in init all-reduce abort destroy; do
+    grep -q "^nccl $stage:" <<<"$out" || fail "nccl $stage" "stage missing from: $out"
+  done
 fi
-while IFS= read -r line; do
-  stage=${line%%:*}; row "$stage" ok "${line#*: }"
-done < <(grep '^nccl ' <<<"$out")
-for stage in init all-reduce abort destroy; do
-  grep -q "^nccl $stage:" <<<"$out" || die "nccl $stage" "stage missing from: $out"
-done
 
 # Throughput: our training step against PyTorch's, same GPU, same model, same batch.
 for spec in cnn_alltricks:32:fp32 cnn_alltricks:32:bf16 resnet18:64:fp32 resnet18:64:bf16 alexnet:224:bf16; do
@@ -199,9 +214,9 @@ for spec in cnn_alltricks:32:fp32 cnn_alltricks:32:bf16 resnet18:64:fp32 resnet1
   flags=(--model "$model" --image-size "$size" --batch 128 --steps 30 --warmup 5 --device cuda:0 --json)
   [ "$dtype" = bf16 ] && flags+=(--mixed-precision)
   ours=$(timeout 180 "$WORKER" bench "${flags[@]}" 2>"$WORK/bench.err") ||
-    { cat "$WORK/bench.err" >&2; die "bench $model" "ablate-worker bench failed"; }
+    { tail -20 "$WORK/bench.err" >&2; fail "bench $model@$size $dtype" "ablate-worker bench failed"; continue; }
   theirs=$(ABLATE_WORKER="$WORKER" timeout 180 "$PY" bench/pytorch_train.py "${flags[@]}" 2>"$WORK/bench.err") ||
-    { cat "$WORK/bench.err" >&2; die "bench $model" "bench/pytorch_train.py failed"; }
+    { tail -20 "$WORK/bench.err" >&2; fail "bench $model@$size $dtype" "bench/pytorch_train.py failed"; continue; }
   line=$("$PY" - "$dtype" "$ours" "$theirs" <<'PY'
 import json, sys
 want, ours, theirs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -211,8 +226,28 @@ o, t = ours["images_per_sec"], theirs["images_per_sec"]
 print(status, f"ours {o:.0f} img/s, PyTorch {t:.0f} img/s, ratio {o / t:.2f} (dtypes {dtypes[0]}/{dtypes[1]})")
 PY
 )
-  case "$line" in ok*) row "bench $model@$size $dtype" ok "${line#ok }" ;; *) die "bench $model@$size $dtype" "${line#BAD }" ;; esac
+  case "$line" in ok*) row "bench $model@$size $dtype" ok "${line#ok }" ;; *) fail "bench $model@$size $dtype" "${line#BAD }" ;; esac
 done
 
+# The seed's biggest model through the cluster path on cuda:0 (issue: seed scale): a real
+# coordinator and worker on loopback, VGG-16 at 224x224; its own table follows.
+if [ "${GPU_CHECK_SEED_SCALE:-1}" = 1 ]; then
+  if PATH="$TORCH_VENV/bin:$PATH" timeout 400 bash bench/seed_scale.sh --bin-dir "$BIN_DIR" \
+      --device cuda:0 --model vgg16 --epochs 10 --images 2048 --threads 4 --loader-threads 8 --keep "$WORK/seed-scale" >"$WORK/seed-scale.md" 2>"$WORK/seed-scale.err"; then
+    row "seed scale vgg16" ok "$(head -1 "$WORK/seed-scale.md" | sed 's/.*; run /run /')"
+  else
+    tail -20 "$WORK/seed-scale.err" >&2; fail "seed scale vgg16" "bench/seed_scale.sh failed (log above)"
+  fi
+fi
+
 table
+if [ -s "$WORK/seed-scale.md" ]; then
+  echo
+  echo "== seed scale on cuda:0 (bench/seed_scale.sh)"
+  cat "$WORK/seed-scale.md"
+fi
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  echo "gpu-check: FAILED: ${FAILED[*]}" >&2
+  exit 1
+fi
 echo "gpu-check: all stages passed"
