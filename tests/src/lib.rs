@@ -172,10 +172,6 @@ impl Cluster {
         self.dir.path().join("coordinator")
     }
 
-    fn spawn(&self, name: &str, program: &Path, args: &[String]) -> Proc {
-        self.spawn_with_env(name, program, args, &[])
-    }
-
     fn spawn_with_env(
         &self,
         name: &str,
@@ -206,6 +202,11 @@ impl Cluster {
 
     /// Starts (or restarts) the coordinator and waits until it answers.
     pub fn start_coordinator(&mut self) {
+        self.start_coordinator_with_env(&[]);
+    }
+
+    /// [`Cluster::start_coordinator`] with extra environment variables (test holds).
+    pub fn start_coordinator_with_env(&mut self, env: &[(&str, &str)]) {
         let args = vec![
             "serve".into(),
             "--listen".into(),
@@ -227,7 +228,7 @@ impl Cluster {
                 args.extend(["--tls-client-ca".into(), pki.ca.display().to_string()]);
             }
         }
-        let proc = self.spawn("coordinator", &binary("ablate"), &args);
+        let proc = self.spawn_with_env("coordinator", &binary("ablate"), &args, env);
         self.coordinator = Some(proc);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

@@ -75,7 +75,11 @@ impl Experiments for ExperimentsService {
             name => name.to_string(),
         };
         let coord = self.coord.clone();
-        let submitted = blocking(move || Ok(coord.submit(&r.grid_toml, &file_name)?)).await?;
+        let submitted = blocking(move || {
+            super::test_hold::pause("submit");
+            Ok(coord.submit(&r.grid_toml, &file_name)?)
+        })
+        .await?;
         Ok(Response::new(proto::SubmitResponse {
             experiment_id: submitted.id,
             name: submitted.name,
@@ -198,6 +202,7 @@ impl Experiments for ExperimentsService {
         let coord = self.coord.clone();
         // Reading and rendering both block (SQLite, charts): off the async threads.
         let response = blocking(move || {
+            super::test_hold::pause("report");
             let data = coord.report_data(&key)?;
             Ok(proto::ReportResponse {
                 content: report::render(&data, format),
@@ -213,7 +218,9 @@ impl Experiments for ExperimentsService {
         &self,
         _request: Request<proto::WorkerInfoRequest>,
     ) -> Result<Response<proto::WorkerInfoList>, Status> {
-        let workers = self.coord.workers();
+        // `workers` reads the scheduler under the state lock: off the async threads.
+        let coord = self.coord.clone();
+        let workers = blocking(move || Ok(coord.workers())).await?;
         Ok(Response::new(proto::WorkerInfoList {
             workers: workers.iter().map(worker_entry).collect(),
         }))

@@ -242,7 +242,7 @@ impl Workers for WorkersService {
             .begin_upload(&a, epoch, first.total_bytes, &first.sha256)
             .await?;
         let mut renewed = Instant::now();
-        let renew_every = Duration::from_millis((self.coord.lease_ttl_ms() / 4).max(50));
+        let renew_every = Duration::from_millis((self.lease_ttl_ms / 4).max(50));
         let mut chunk = first.clone();
         loop {
             upload
@@ -262,8 +262,12 @@ impl Workers for WorkersService {
                     "every chunk of an upload must carry the same worker_id, run_id, attempt and epoch",
                 ));
             }
-            // Every chunk is fenced; arriving bytes also count as the worker being alive.
-            self.coord.check_lease(&a)?;
+            // Every chunk is fenced (under the state lock: off the async threads); arriving
+            // bytes also count as the worker being alive.
+            {
+                let (coord, a) = (self.coord.clone(), a.clone());
+                blocking(move || Ok(coord.check_lease(&a)?)).await?;
+            }
             if renewed.elapsed() >= renew_every {
                 let coord = self.coord.clone();
                 let attempt = a.clone();
