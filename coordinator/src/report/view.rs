@@ -167,6 +167,7 @@ impl<'a> ReportView<'a> {
                     .join("; ")
             ));
         }
+        out.extend(super::stopping::sentences(self));
         if let Some(top) = self.effects.first().filter(|_| self.show_effects()) {
             if let Some(level) = top.levels.iter().skip(1).max_by(|a, b| {
                 let (x, y) = (a.delta_points.unwrap_or(0.0), b.delta_points.unwrap_or(0.0));
