@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::data::{ReportData, RunData};
+use super::summary::RunSummary;
 use super::view::{fixed, ReportView};
 
 /// What the report knows about early stopping in the experiment.
@@ -199,6 +200,22 @@ pub fn decision<'a>(data: &'a ReportData, run: &RunData) -> Option<&'a StopDecis
         .as_ref()
 }
 
+/// The summaries with those of stopped runs emptied, for the aggregates (seeds, factor
+/// effects): a stopped run's best accuracy is that of a training cut short.
+pub fn without_stopped(data: &ReportData, summaries: &[RunSummary]) -> Vec<RunSummary> {
+    data.runs
+        .iter()
+        .zip(summaries)
+        .map(|(run, s)| {
+            if run.state == "stopped" {
+                RunSummary::default()
+            } else {
+                *s
+            }
+        })
+        .collect()
+}
+
 /// Summary sentences: what the rule stopped and saved; and a warning when a stopped run
 /// had a higher eval accuracy than every finished run (it is not called best).
 pub fn sentences(view: &ReportView<'_>) -> Vec<String> {
@@ -302,7 +319,11 @@ pub fn markdown(view: &ReportView<'_>) -> String {
     let Some(stopping) = &data.early_stopping else {
         return String::new();
     };
-    let mut out = format!("## Early stopping\n\nRule: {}.\n\n", stopping.rule);
+    let mut out = format!(
+        "## Early stopping\n\nRule: {}. Stopped runs are left out of the seed and factor \
+         aggregates.\n\n",
+        stopping.rule
+    );
     let rows = rows(data);
     if rows.is_empty() {
         out.push_str("No run was stopped.\n\n");
@@ -328,7 +349,8 @@ pub fn html(view: &ReportView<'_>, escape: impl Fn(&str) -> String) -> String {
         return String::new();
     };
     let mut out = format!(
-        "<h2>Early stopping</h2>\n<p>Rule: {}.</p>\n",
+        "<h2>Early stopping</h2>\n<p>Rule: {}. Stopped runs are left out of the seed and \
+         factor aggregates.</p>\n",
         escape(&stopping.rule)
     );
     let rows = rows(data);
@@ -399,6 +421,122 @@ mod tests {
             saved.sentence(),
             "saved 6.00 GPU-hours of 8.00 (75 %) and 0.40 core-hours of 0.60 (67 %) against \
              running every run to the end"
+        );
+    }
+
+    fn run(id: &str, name: &str, state: &str, accs: &[f64]) -> RunData {
+        RunData {
+            id: id.into(),
+            name: name.into(),
+            model: "lenet".into(),
+            factors: [
+                (
+                    "lr".to_string(),
+                    serde_json::json!(name.split('=').nth(1).unwrap_or("")),
+                ),
+                ("seed".to_string(), serde_json::json!(id.len() % 2)),
+            ]
+            .into(),
+            params: 10,
+            state: state.into(),
+            attempts: 1,
+            wall_s: 1.0,
+            epochs: accs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| ablate_common::metrics::EpochRecord {
+                    epoch: i as u32 + 1,
+                    train_loss: 1.0,
+                    train_acc: *a,
+                    eval_loss: 1.0,
+                    eval_acc: *a,
+                    lr: 0.1,
+                    seconds: 30.0,
+                    images_per_sec: 10.0,
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    fn part(stop: Option<StopDecision>) -> RunStopping {
+        RunStopping {
+            planned_epochs: 3,
+            gpus: 0,
+            cores: Some(2),
+            stop,
+        }
+    }
+
+    #[test]
+    fn a_stopped_run_is_shown_left_out_of_aggregates_and_never_called_best() {
+        let decision = StopDecision {
+            rule: "median".into(),
+            metric: "eval_acc".into(),
+            epoch: 1,
+            value: Some(0.9),
+            threshold: Some(0.95),
+            compared: vec![Some(0.96), Some(0.95), Some(0.5)],
+            pending: 0,
+            reason: "below the median".into(),
+            stored_epochs: 1,
+            resumed: false,
+        };
+        let data = ReportData {
+            experiment: crate::report::ExperimentInfo {
+                id: "e".into(),
+                name: "g".into(),
+                state: "finished".into(),
+            },
+            runs: vec![
+                run("a", "lenet lr=0.1", "finished", &[0.5, 0.6, 0.7]),
+                run("bb", "lenet lr=0.2", "finished", &[0.4, 0.5, 0.6]),
+                // Stopped at a higher accuracy than any finished run (a loss metric, say).
+                run("c", "lenet lr=0.3", "stopped", &[0.9]),
+            ],
+            early_stopping: Some(StoppingData {
+                rule: "median rule from epoch 1".into(),
+                runs: [
+                    ("a".to_string(), part(None)),
+                    ("bb".to_string(), part(None)),
+                    ("c".to_string(), part(Some(decision))),
+                ]
+                .into(),
+            }),
+        };
+        let view = ReportView::new(&data);
+        assert!(!view.partial, "a stopped run is done");
+        let text = view.summary_sentences().join(" ");
+        assert!(text.contains("Best: lenet lr=0.1 with 70.0 %"), "{text}");
+        assert!(
+            text.contains("Early stopping (median rule from epoch 1) stopped 1 run (lenet lr=0.3)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Stopped run lenet lr=0.3 had reached a higher"),
+            "{text}"
+        );
+        // 2 more epochs of 30 s on 2 threads saved; 7 epochs of 30 s on 2 threads used.
+        let saved = compute(&data).unwrap();
+        assert!((saved.core_hours_saved - 120.0 / 3600.0).abs() < 1e-12);
+        assert!((saved.core_hours_used - 420.0 / 3600.0).abs() < 1e-12);
+        let lr = view
+            .effects
+            .iter()
+            .find(|e| e.factor == "lr")
+            .expect("lr varies");
+        let labels: Vec<&str> = lr.levels.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["0.1", "0.2"],
+            "the stopped run is left out of the effects"
+        );
+        let md = markdown(&view);
+        assert!(md.contains("| lenet lr=0.3 | stopped | 1 (median) | eval_acc 0.9000 vs 0.9500 | 1 of 3 | below the median |"), "{md}");
+        let csv = crate::report::render(&data, crate::report::Format::Csv);
+        assert!(
+            csv.lines().any(|l| l.ends_with(",1,below the median")),
+            "{csv}"
         );
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::data::{ReportData, RunData};
 
 /// Run states after which a run changes no more.
-pub const TERMINAL_STATES: [&str; 3] = ["finished", "failed", "cancelled"];
+pub const TERMINAL_STATES: [&str; 4] = ["finished", "failed", "cancelled", "stopped"];
 
 /// A train − eval accuracy gap (at the last epoch) above this many points flags overfitting.
 pub const OVERFIT_GAP_POINTS: f64 = 10.0;
