@@ -19,12 +19,15 @@
 //! - [`report`]: rendering an experiment's report (Markdown, HTML, CSV, JSON).
 //! - [`tensorboard`]: TensorBoard event files of each run's scalars.
 //! - [`cli_models`]: `ablate models`.
+//! - [`early_stop`]: the early-stopping rules' decisions from stored epochs (pure; the
+//!   coordinator applies them in `state::stopping`).
 
 pub mod auth;
 pub mod checkpoints;
 pub mod cli;
 pub mod cli_models;
 pub mod client;
+pub mod early_stop;
 pub mod fair_queue;
 pub mod local_fit;
 pub mod report;

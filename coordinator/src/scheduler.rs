@@ -52,6 +52,9 @@ pub enum RunState {
     Failed,
     /// Cancelled by a user.
     Cancelled,
+    /// Stopped early by the grid's `[early_stopping]` rule (never retried; `ablate resume`
+    /// queues it again).
+    Stopped,
 }
 
 impl RunState {
@@ -63,14 +66,15 @@ impl RunState {
             RunState::Finished => "finished",
             RunState::Failed => "failed",
             RunState::Cancelled => "cancelled",
+            RunState::Stopped => "stopped",
         }
     }
 
-    /// Whether the run will not change state again.
+    /// Whether the run will not change state again (a stopped run only by `resume`).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunState::Finished | RunState::Failed | RunState::Cancelled
+            RunState::Finished | RunState::Failed | RunState::Cancelled | RunState::Stopped
         )
     }
 }
@@ -91,6 +95,7 @@ impl FromStr for RunState {
             "finished" => RunState::Finished,
             "failed" => RunState::Failed,
             "cancelled" => RunState::Cancelled,
+            "stopped" => RunState::Stopped,
             other => return Err(format!("unknown run state `{other}`")),
         })
     }
@@ -226,6 +231,10 @@ pub enum EventKind {
     Cancelled,
     /// A cancelled run's devices were freed.
     Freed,
+    /// The early-stopping rule stopped the run (its devices are freed at once).
+    Stopped,
+    /// A user resumed a stopped run: it is queued again.
+    Resumed,
 }
 
 impl EventKind {
@@ -241,6 +250,8 @@ impl EventKind {
             EventKind::Released => "released",
             EventKind::Cancelled => "cancelled",
             EventKind::Freed => "freed",
+            EventKind::Stopped => "stopped",
+            EventKind::Resumed => "resumed",
         }
     }
 

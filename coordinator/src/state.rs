@@ -25,6 +25,9 @@ use crate::store::{
 };
 use crate::tensorboard::TensorBoardLogs;
 
+mod stopping;
+pub use stopping::StoppingStatus;
+
 /// The SQLite file's name in the data directory.
 pub const STORE_FILE: &str = "ablate.sqlite";
 
@@ -191,6 +194,17 @@ pub struct ExperimentStatus {
     pub runs: Vec<RunRow>,
     /// When this was read.
     pub at_ms: Millis,
+    /// Early stopping, when the grid has an `[early_stopping]` section.
+    pub early_stopping: Option<StoppingStatus>,
+}
+
+/// The answer to a progress message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProgressAnswer {
+    /// The run was cancelled: stop and release it.
+    pub cancel: bool,
+    /// The early-stopping rule stopped the run (why): stop; the attempt is over.
+    pub stop: Option<String>,
 }
 
 /// A submitted experiment.
@@ -234,6 +248,7 @@ struct Inner {
     sched: Scheduler,
     store: Store,
     tensorboard: TensorBoardLogs,
+    stopping_rules: stopping::StoppingRules,
 }
 
 /// Where the coordinator reads the time: the wall clock, or a simulation's clock.
@@ -350,6 +365,7 @@ impl Coordinator {
                 sched,
                 store,
                 tensorboard: TensorBoardLogs::new(data_dir),
+                stopping_rules: Default::default(),
             }),
             checkpoints: Checkpoints::new(data_dir.join("checkpoints"), config.keep_checkpoints),
             data_dir: data_dir.clone(),
@@ -545,7 +561,7 @@ impl Coordinator {
 
     /// An experiment (by id, or the newest by name) and its runs.
     pub fn status(&self, key: &str) -> Result<ExperimentStatus, CoordError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let experiment = self.find(&inner, key)?;
         let mut runs = inner.store.run_rows(&experiment.id)?;
         let now = self.now();
@@ -560,10 +576,12 @@ impl Coordinator {
                 row.pending_reason = pending.reason(run);
             }
         }
+        let early_stopping = self.stopping_status(&mut inner, &experiment.id)?;
         Ok(ExperimentStatus {
             experiment,
             runs,
             at_ms: now,
+            early_stopping,
         })
     }
 
@@ -615,15 +633,17 @@ impl Coordinator {
 
     /// What a report of the experiment is rendered from.
     pub fn report_data(&self, key: &str) -> Result<ReportData, CoordError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let experiment = self.find(&inner, key)?;
-        inner
+        let mut data = inner
             .store
             .report_data(&experiment.id, self.now())?
             .ok_or_else(|| CoordError::NotFound {
                 what: "experiment",
                 key: key.to_string(),
-            })
+            })?;
+        data.early_stopping = self.stopping_report(&mut inner, &experiment.id)?;
+        Ok(data)
     }
 
     /// Cancels an experiment (by id or name) or one run (by id); returns how many runs
@@ -764,17 +784,43 @@ impl Coordinator {
             return Ok(None);
         };
         let run = change.after.clone();
-        self.apply(&mut inner, vec![change], now, |_| Ok(()))?;
+        let cores = inner.sched.worker(worker_id).map_or(0, |w| w.threads);
+        self.apply(&mut inner, vec![change], now, |tx| {
+            if cores > 0 {
+                tx.set_cores(&run.id, cores)?;
+            }
+            Ok(())
+        })?;
         Ok(Some(self.assignment(&inner, &run)?))
     }
 
-    /// Stores progress and renews the lease; returns whether the run was cancelled.
+    /// Stores progress and renews the lease; returns whether the run was cancelled or
+    /// stopped.
     pub fn progress(&self, p: Progress) -> Result<bool, CoordError> {
+        let answer = self.progress_answer(p)?;
+        Ok(answer.cancel || answer.stop.is_some())
+    }
+
+    /// Stores progress and renews the lease; a new epoch may stop runs by the grid's
+    /// early-stopping rule. The answer says whether this run was cancelled or stopped.
+    pub fn progress_answer(&self, p: Progress) -> Result<ProgressAnswer, CoordError> {
         let now = self.now();
         let a = &p.attempt;
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let change = inner.sched.renew(&a.worker_id, &a.run_id, a.attempt, now)?;
+        let change = match inner.sched.renew(&a.worker_id, &a.run_id, a.attempt, now) {
+            Ok(change) => change,
+            Err(e) => {
+                // The rule stopped this attempt: tell it so, store nothing more.
+                return match self.stopped_reason(inner, a) {
+                    Some(reason) => Ok(ProgressAnswer {
+                        cancel: true,
+                        stop: Some(reason),
+                    }),
+                    None => Err(e.into()),
+                };
+            }
+        };
         let cancel = change.after.cancel_requested();
         let update = ProgressUpdate {
             current_epoch: p.current_epoch,
@@ -797,6 +843,10 @@ impl Coordinator {
         })?;
         inner.sched.commit([change]);
         inner.sched.touch(&a.worker_id, now);
+        let mut stop = None;
+        if new_epoch {
+            stop = self.judge_after(inner, &a.run_id, now).remove(&a.run_id);
+        }
         if let (Some(epoch), true) = (&p.epoch, new_epoch) {
             let row = inner.store.assignment(&a.run_id).ok().flatten();
             let written = match row {
@@ -811,7 +861,10 @@ impl Coordinator {
         }
         drop(guard);
         self.notify();
-        Ok(cancel)
+        Ok(ProgressAnswer {
+            cancel: cancel || stop.is_some(),
+            stop,
+        })
     }
 
     /// The attempt finished every epoch.
@@ -835,7 +888,10 @@ impl Coordinator {
                 tx.set_params(&a.run_id, params)?;
             }
             Ok(())
-        })
+        })?;
+        // A run that ended leaves the comparisons after its last epoch: verdicts may settle.
+        self.judge_after(&mut inner, &a.run_id, now);
+        Ok(())
     }
 
     /// The attempt failed.
@@ -845,7 +901,12 @@ impl Coordinator {
         let change = inner
             .sched
             .fail(&a.worker_id, &a.run_id, a.attempt, reason, permanent)?;
-        self.apply(&mut inner, vec![change], now, |_| Ok(()))
+        let ended = change.after.state.is_terminal();
+        self.apply(&mut inner, vec![change], now, |_| Ok(()))?;
+        if ended {
+            self.judge_after(&mut inner, &a.run_id, now);
+        }
+        Ok(())
     }
 
     /// The worker gives the run back.

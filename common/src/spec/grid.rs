@@ -29,6 +29,7 @@ use std::fmt;
 use serde_json::Value as Json;
 use toml_edit::{Document, Item};
 
+use super::early_stopping::{self, EarlyStopping};
 use super::model::ModelFactors;
 use super::run::{RunSpec, SpecError};
 use crate::{arch, zoo};
@@ -50,7 +51,15 @@ pub const MAX_DESCRIPTION_BYTES: usize = 64 << 10;
 pub const MAX_EXPANDED_BYTES: usize = 64 << 20;
 
 /// The keys a grid file may have at its top level.
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "priority", "base", "grid", "runs"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "priority",
+    "base",
+    "grid",
+    "runs",
+    "early_stopping",
+];
 
 /// The largest `priority` a grid may ask for (its share weight against other experiments).
 pub const MAX_PRIORITY: u32 = 100;
@@ -89,6 +98,8 @@ pub struct Grid {
     /// Runs in expansion order: the cartesian product of `[grid]` (first key slowest),
     /// then the `[[runs]]` entries in file order.
     pub runs: Vec<PlannedRun>,
+    /// The `[early_stopping]` section, when the grid has one.
+    pub early_stopping: Option<EarlyStopping>,
 }
 
 /// One run of a grid, validated against the catalogue.
@@ -463,6 +474,14 @@ impl Parser<'_> {
             }
             None => None,
         };
+        let early_stopping = match table.remove("early_stopping") {
+            Some(value) => Some(early_stopping::parse_section(&value).map_err(|e| {
+                let mut at = keys(["early_stopping"]);
+                at.extend(e.key.iter().map(|k| Seg::Key(k.clone())));
+                src.error(&at, e.message)
+            })?),
+            None => None,
+        };
         let entries = match table.remove("runs") {
             Some(toml::Value::Array(a)) => a,
             Some(other) => {
@@ -639,11 +658,16 @@ impl Parser<'_> {
         if runs.is_empty() {
             return Err(src.error(&keys(["grid"]), "the grid has no runs"));
         }
+        if let Some(stopping) = &early_stopping {
+            early_stopping::check_against_runs(stopping, &runs)
+                .map_err(|(key, message)| src.error(&keys(["early_stopping", key]), message))?;
+        }
         Ok(Grid {
             name,
             description,
             priority,
             runs,
+            early_stopping,
         })
     }
 
@@ -1155,7 +1179,8 @@ epochs = 2
     fn unknown_top_level_key_is_located() {
         assert_eq!(
             err("[gird]\nmodel = [\"cnn\"]\n"),
-            "g.toml:8:2: unknown key `gird` (a grid has: name, description, priority, base, grid, runs; \
+            "g.toml:8:2: unknown key `gird` (a grid has: name, description, priority, base, grid, runs, \
+             early_stopping; \
              run fields go in [base])"
         );
     }
@@ -1430,5 +1455,54 @@ epochs = 2
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn early_stopping_is_parsed_and_its_errors_are_located() {
+        let runs = "\n[grid]\nmodel = [\"lenet\"]\nlr = [0.1, 0.01, 0.001, 1e-6]\nseed = [1, 2]\n";
+        let with = |section: &str| grid(&format!("{runs}\n[early_stopping]\n{section}"));
+        let g = with("rule = \"median\"\ngrace_epochs = 1\n").unwrap();
+        let s = g.early_stopping.unwrap();
+        assert_eq!((s.rule.as_str(), s.grace_epochs), ("median", 1));
+        assert!(grid(runs).unwrap().early_stopping.is_none());
+        // The section starts on line 14; its keys follow.
+        assert_eq!(
+            with("rule = \"median\"\ngrace = 1\n")
+                .unwrap_err()
+                .to_string(),
+            "g.toml:16:1: early_stopping.grace: unknown key (the section has: rule, metric, \
+             mode, grace_epochs, min_runs, eta, max_rungs, group_seeds)"
+        );
+        assert_eq!(
+            with("rule = \"asha\"\neta = 0\n").unwrap_err().to_string(),
+            "g.toml:16:1: early_stopping.eta: must be an integer from 2 to 100, not 0"
+        );
+        // Epochs = 2 in [base]: grace 2 leaves no epoch to judge.
+        let e = with("rule = \"median\"\ngrace_epochs = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("g.toml:16:1: early_stopping.grace_epochs = 2: "),
+            "{e}"
+        );
+        // 4 variants (seeds judged together): min_runs 4 can never be met.
+        let e = with("rule = \"median\"\nmin_runs = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("g.toml:16:1: early_stopping.min_runs = 4: the grid has 4 variants"),
+            "{e}"
+        );
+        // Judged one by one there are 8.
+        assert!(with("rule = \"median\"\nmin_runs = 4\ngroup_seeds = false\n").is_ok());
+        let e = with("rule = 3\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.toml:15:1: early_stopping.rule: must be a string"),
+            "{e}"
+        );
+        let e = parse_grid(&format!("early_stopping = 1\n{BASE}{runs}"), "g.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`early_stopping` must be a table"), "{e}");
     }
 }

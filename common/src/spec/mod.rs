@@ -1,6 +1,7 @@
 //! Specs users write (TOML) and the system passes around (JSON): runs, datasets, grids.
 
 pub mod dataset;
+pub mod early_stopping;
 pub mod grid;
 pub mod model;
 pub mod run;

@@ -43,6 +43,9 @@ enum Command {
     Models(ModelsArgs),
     /// Single-node mode: a local coordinator and workers train a grid, then the report.
     Run(super::run_grid::RunArgs),
+    /// Queue runs that early stopping stopped again (a run id, or an experiment): they
+    /// continue from their checkpoint to their last epoch.
+    Resume(super::resume::ResumeArgs),
 }
 
 impl Cli {
@@ -147,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => super::validate::run(&args),
         Command::Models(args) => cli_models::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => super::run_grid::run(args).await,
+        Command::Resume(args) => super::resume::run(args).await,
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `app`: [`Cli`], the arguments shared by the commands, and [`run`].
-//! - `serve`, `submit`, `watch`, `status` (`status_json`), `workers`, `cancel`, `report`,
+//! - `serve`, `submit`, `watch`, `status` (`status_json`), `workers`, `cancel`, `resume`,
+//!   `report`,
 //!   `validate`, `run_grid`: the
 //!   commands (`models` is [`crate::cli_models`]).
 //! - `display`: number and time formats shared by the commands.
@@ -11,6 +12,7 @@ mod app;
 mod cancel;
 mod display;
 mod report;
+mod resume;
 mod run_grid;
 mod serve;
 mod status;

@@ -25,9 +25,29 @@ pub(super) struct StatusArgs {
 pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
     let mut out = String::new();
     if let Some(e) = &status.experiment {
+        let stopped = if e.stopped > 0 {
+            format!(", {} stopped early", e.stopped)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} ({}): {} — {} runs, {} finished, {} failed\n",
+            "{} ({}): {} — {} runs, {} finished, {} failed{stopped}\n",
             e.name, e.id, e.state, e.runs, e.finished, e.failed
+        ));
+    }
+    if let Some(s) = &status.early_stopping {
+        out.push_str(&format!("early stopping: {}\n", s.rule));
+        let saved = crate::report::stopping::ComputeSaved {
+            stopped_runs: s.stopped_runs,
+            gpu_hours_used: s.gpu_hours_used,
+            gpu_hours_saved: s.gpu_hours_saved,
+            core_hours_used: s.core_hours_used,
+            core_hours_saved: s.core_hours_saved,
+        };
+        out.push_str(&format!(
+            "  {} run(s) stopped; {}\n",
+            s.stopped_runs,
+            saved.sentence()
         ));
     }
     let rows: Vec<Vec<String>> = status
@@ -53,7 +73,12 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
                 duration(r.elapsed_seconds),
                 checkpoint(r),
                 r.worker.clone(),
-                if r.error.is_empty() {
+                if !r.stop_rule.is_empty() && !r.stop_resumed {
+                    format!(
+                        "stopped at epoch {} ({}): {}",
+                        r.stop_epoch, r.stop_rule, r.stop_reason
+                    )
+                } else if r.error.is_empty() {
                     r.pending_reason.clone()
                 } else {
                     r.error.clone()

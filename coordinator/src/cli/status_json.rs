@@ -4,7 +4,10 @@
 //! {"experiments": [{"id", "name", "state", "total_runs", "finished", "failed",
 //!   "submitted_unix_ms", "runs": [{"id", "name", "model", "state", "attempt", "worker", "gpus", "epoch",
 //!     "epochs", "step", "steps_per_epoch", "epochs_done", "checkpoint_epoch", "last_loss",
-//!     "best_eval_acc", "elapsed_seconds", "error", "pending_reason"}]}]}
+//!     "best_eval_acc", "elapsed_seconds", "error", "pending_reason",
+//!     "stop": {"rule", "epoch", "reason", "resumed"}}],
+//!   "stopped", "early_stopping": {"rule", "stopped_runs", "gpu_hours_used",
+//!     "gpu_hours_saved", "core_hours_used", "core_hours_saved"}}]}
 //! ```
 //! Absent values are `null` (no loss yet, no error, not pending).
 
@@ -51,6 +54,16 @@ pub(super) fn run_json(r: &proto::RunStatus) -> Value {
         "elapsed_seconds": r.elapsed_seconds,
         "error": text(&r.error),
         "pending_reason": text(&r.pending_reason),
+        "stop": if r.stop_rule.is_empty() {
+            Value::Null
+        } else {
+            json!({
+                "rule": r.stop_rule,
+                "epoch": r.stop_epoch,
+                "reason": r.stop_reason,
+                "resumed": r.stop_resumed,
+            })
+        },
     })
 }
 
@@ -65,6 +78,15 @@ pub(super) fn experiment_json(status: &proto::ExperimentStatus) -> Value {
         "finished": e.finished,
         "failed": e.failed,
         "submitted_unix_ms": e.submitted_unix_ms,
+        "stopped": e.stopped,
+        "early_stopping": status.early_stopping.as_ref().map(|s| json!({
+            "rule": s.rule,
+            "stopped_runs": s.stopped_runs,
+            "gpu_hours_used": s.gpu_hours_used,
+            "gpu_hours_saved": s.gpu_hours_saved,
+            "core_hours_used": s.core_hours_used,
+            "core_hours_saved": s.core_hours_saved,
+        })),
         "runs": status.runs.iter().map(run_json).collect::<Vec<_>>(),
     })
 }

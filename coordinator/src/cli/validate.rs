@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ablate_common::spec::early_stopping::{self, EarlyStopping, Rule};
 use ablate_common::spec::grid::{parse_grid, Grid};
 use clap::Args;
 
@@ -75,6 +76,48 @@ pub(super) fn describe(grid: &Grid, file_name: &str) -> String {
         ));
     }
     out.push('\n');
+    if let Some(stopping) = &grid.early_stopping {
+        out.push_str(&describe_stopping(grid, stopping));
+    }
+    out
+}
+
+/// The early-stopping lines: the rule, the variants and rungs, worst-case and expected
+/// compute.
+fn describe_stopping(grid: &Grid, stopping: &EarlyStopping) -> String {
+    let plan = early_stopping::plan(stopping, &grid.runs);
+    let rungs: Vec<String> = plan.rungs.iter().map(u32::to_string).collect();
+    let longest = grid.runs.iter().map(|r| r.spec.epochs).max().unwrap_or(0);
+    let mut out = format!("early stopping: {}\n", stopping.describe());
+    out.push_str(&format!(
+        "  {} variants judged; epochs judged (rungs) of a {longest}-epoch run: {}\n",
+        plan.variants,
+        rungs.join(", ")
+    ));
+    let share = |expected: f64, worst: f64| {
+        if worst > 0.0 {
+            expected / worst * 100.0
+        } else {
+            100.0
+        }
+    };
+    let mut worst = format!("{:.0} run-epochs", plan.worst_run_epochs);
+    let mut expected = format!(
+        "{:.0} run-epochs ({:.0} %)",
+        plan.expected_run_epochs,
+        share(plan.expected_run_epochs, plan.worst_run_epochs)
+    );
+    if plan.worst_flops > 0.0 {
+        worst.push_str(&format!(", ≈ {}", si_unit(plan.worst_flops, "FLOP")));
+        expected.push_str(&format!(", ≈ {}", si_unit(plan.expected_flops, "FLOP")));
+    }
+    let assumption = match stopping.rule {
+        Rule::Median => "the lower half of the variants stops at the grace epoch",
+        Rule::Asha => "each rung keeps exactly the top 1/eta",
+    };
+    out.push_str(&format!(
+        "  compute: worst case (nothing stopped) {worst}; expected ({assumption}) {expected}\n"
+    ));
     out
 }
 
@@ -117,5 +160,28 @@ mod tests {
         );
         assert!(lines[4].starts_with("total: 2 runs, "), "{out}");
         assert!(lines[4].contains(&si_unit(2.0 * per_run, "FLOP")), "{out}");
+    }
+
+    #[test]
+    fn shows_rungs_and_compute_of_early_stopping() {
+        let text = "name = \"t\"\n[base]\nimage_size = 32\nchannels = 1\nclasses = 10\n\
+                    epochs = 27\n[grid]\nmodel = [\"lenet\"]\n\
+                    lr = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0001]\n\
+                    seed = [1, 2]\n[early_stopping]\nrule = \"asha\"\neta = 3\n";
+        let grid = parse_grid(text, "t.toml").unwrap();
+        let out = describe(&grid, "t.toml");
+        assert!(out.contains("early stopping: ASHA (eta 3"), "{out}");
+        assert!(
+            out.contains("  9 variants judged; epochs judged (rungs) of a 27-epoch run: 1, 3, 9\n"),
+            "{out}"
+        );
+        // 9 variants × 2 seeds × 27 epochs = 486; expected (9 + 3·2 + 1·6 + 1·18) × 2 = 78.
+        assert!(
+            out.contains(
+                "compute: worst case (nothing stopped) 486 run-epochs; expected (each \
+                          rung keeps exactly the top 1/eta) 78 run-epochs (16 %)"
+            ),
+            "{out}"
+        );
     }
 }

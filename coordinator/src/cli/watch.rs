@@ -47,7 +47,7 @@ impl WatchOutcome {
 }
 
 fn is_terminal(state: &str) -> bool {
-    matches!(state, "finished" | "failed" | "cancelled")
+    matches!(state, "finished" | "failed" | "cancelled" | "stopped")
 }
 
 /// The line printed when a run is done.
@@ -69,6 +69,10 @@ pub(super) fn summary_line(r: &proto::RunStatus) -> String {
         "failed" => format!(
             "✗ {}  failed after {} attempt(s): {}",
             r.name, r.attempt, r.error
+        ),
+        "stopped" => format!(
+            "■ {}  stopped early at epoch {} ({}): {}",
+            r.name, r.stop_epoch, r.stop_rule, r.stop_reason
         ),
         _ => format!(
             "- {}  cancelled{}",

@@ -26,6 +26,10 @@ const TAIL: [&str; 13] = [
     "error",
 ];
 
+/// Columns added at the end when the grid has early stopping: the epoch the rule
+/// stopped the run at and why (empty for runs it did not stop).
+const STOP_COLUMNS: [&str; 2] = ["stopped_at_epoch", "stop_reason"];
+
 /// Quotes a field when it holds a comma, a quote, a line break or outer spaces.
 pub fn field(text: &str) -> String {
     let needs =
@@ -70,6 +74,11 @@ pub fn render(view: &ReportView<'_>) -> String {
         .chain(TAIL.iter().map(|s| s.to_string()))
         .map(|h| field(&h))
         .collect();
+    let stopping = view.data.early_stopping.is_some();
+    let mut header = header;
+    if stopping {
+        header.extend(STOP_COLUMNS.iter().map(|s| s.to_string()));
+    }
     out.push_str(&header.join(","));
     out.push('\n');
     for (rank, &i) in view.order.iter().enumerate() {
@@ -104,6 +113,13 @@ pub fn render(view: &ReportView<'_>) -> String {
             view.partial.to_string(),
             run.error.clone().unwrap_or_default(),
         ]);
+        if stopping {
+            let d = super::stopping::decision(view.data, run);
+            row.extend([
+                d.map(|d| d.epoch.to_string()).unwrap_or_default(),
+                d.map(|d| d.reason.clone()).unwrap_or_default(),
+            ]);
+        }
         let row: Vec<String> = row.iter().map(|f| field(f)).collect();
         out.push_str(&row.join(","));
         out.push('\n');

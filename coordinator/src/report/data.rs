@@ -49,4 +49,7 @@ pub struct ReportData {
     pub experiment: ExperimentInfo,
     /// Its runs, in submission order.
     pub runs: Vec<RunData>,
+    /// Early stopping, when the grid has an `[early_stopping]` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<super::stopping::StoppingData>,
 }

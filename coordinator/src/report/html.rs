@@ -145,6 +145,12 @@ pub fn render(view: &ReportView<'_>) -> String {
     h.push_str("</section>\n");
 
     runs_table(view, &mut h);
+    let stopping = super::stopping::html(view, escape);
+    if !stopping.is_empty() {
+        h.push_str("<section class=\"stopping\">\n");
+        h.push_str(&stopping);
+        h.push_str("</section>\n");
+    }
     if view.show_groups() {
         groups_table(view, &mut h);
     }

@@ -6,7 +6,9 @@
 //!            "best_eval_acc", "best_epoch", "final_eval_loss", "train_acc", "wall_s",
 //!            "images_per_sec",
 //!            "epochs": [{"epoch", "train_loss", "train_acc", "eval_loss", "eval_acc",
-//!                        "lr", "seconds"}]}]}
+//!                        "lr", "seconds"}],
+//!            "stop": {…}}],           # only for a run early stopping stopped
+//!  "early_stopping": {"rule", "compute": {…}}}   # only with [early_stopping]
 //! ```
 //!
 //! Accuracies are fractions in [0, 1]. A run with no epoch yet has `null` best_*, final
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::data::ReportData;
+use super::stopping::{ComputeSaved, StopDecision};
 use super::view::ReportView;
 
 /// The whole document.
@@ -27,6 +30,18 @@ pub struct JsonReport {
     pub experiment: JsonExperiment,
     /// Its runs, in submission order.
     pub runs: Vec<JsonRun>,
+    /// Early stopping, when the grid has an `[early_stopping]` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<JsonStopping>,
+}
+
+/// `early_stopping`: the rule and the compute used and saved (per run, `stop`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonStopping {
+    /// The rule, in words.
+    pub rule: String,
+    /// Compute used and saved against running every run to the end.
+    pub compute: ComputeSaved,
 }
 
 /// `experiment`.
@@ -73,6 +88,9 @@ pub struct JsonRun {
     pub images_per_sec: Option<f64>,
     /// Per-epoch metrics.
     pub epochs: Vec<JsonEpoch>,
+    /// The early-stopping decision that stopped the run, with its numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopDecision>,
 }
 
 /// One entry of a run's `epochs`.
@@ -143,8 +161,13 @@ pub fn report(view: &ReportView<'_>) -> JsonReport {
                         seconds: finite(e.seconds),
                     })
                     .collect(),
+                stop: super::stopping::decision(data, run).cloned(),
             })
             .collect(),
+        early_stopping: data.early_stopping.as_ref().map(|s| JsonStopping {
+            rule: s.rule.clone(),
+            compute: super::stopping::compute(data).unwrap_or_default(),
+        }),
     }
 }
 
@@ -193,6 +216,7 @@ mod tests {
                 state: "running".into(),
             },
             runs: vec![mk("a", vec![epoch]), mk("b", vec![])],
+            early_stopping: None,
         };
         let text = render(&ReportView::new(&data));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();

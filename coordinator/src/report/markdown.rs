@@ -102,6 +102,12 @@ pub fn render(view: &ReportView<'_>) -> String {
         out.push_str("\nErrors:\n\n");
         out.extend(failed);
     }
+    let stopping = super::stopping::markdown(view);
+    if !stopping.is_empty() {
+        out.push('\n');
+        out.push_str(stopping.trim_end());
+        out.push('\n');
+    }
 
     if view.show_groups() {
         out.push_str("\n## Seeds aggregated\n\n");

@@ -10,6 +10,7 @@
 //! - [`effects`]: factor effects of factorial grids.
 //! - [`view`]: everything derived, computed once, and shared number formats.
 //! - [`json`], [`csv`], [`markdown`], [`html`]: the renderers; [`charts`]: SVG curves.
+//! - [`stopping`]: early stopping: stopped runs, their reasons, the compute saved.
 
 pub mod charts;
 pub mod csv;
@@ -18,6 +19,7 @@ pub mod effects;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod stopping;
 pub mod summary;
 pub mod view;
 

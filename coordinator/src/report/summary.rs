@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::data::{ReportData, RunData};
 
 /// Run states after which a run changes no more.
-pub const TERMINAL_STATES: [&str; 3] = ["finished", "failed", "cancelled"];
+pub const TERMINAL_STATES: [&str; 4] = ["finished", "failed", "cancelled", "stopped"];
 
 /// A train − eval accuracy gap (at the last epoch) above this many points flags overfitting.
 pub const OVERFIT_GAP_POINTS: f64 = 10.0;
@@ -335,6 +335,7 @@ mod tests {
                 ),
                 run("cnn bn=false seed=2", Some(2), vec![]),
             ],
+            early_stopping: None,
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         assert_eq!(table_order(&data, &summaries), vec![1, 2, 0, 3]);

@@ -29,8 +29,11 @@ impl<'a> ReportView<'a> {
     pub fn new(data: &'a ReportData) -> Self {
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         let order = table_order(data, &summaries);
-        let groups = seed_groups(data, &summaries);
-        let effects = factor_effects(data, &summaries);
+        // A stopped run's numbers are those of an unfinished training: the aggregates
+        // leave them out (the runs table and the early-stopping section show them).
+        let aggregated = super::stopping::without_stopped(data, &summaries);
+        let groups = seed_groups(data, &aggregated);
+        let effects = factor_effects(data, &aggregated);
         ReportView {
             partial: is_partial(data),
             data,
@@ -167,6 +170,7 @@ impl<'a> ReportView<'a> {
                     .join("; ")
             ));
         }
+        out.extend(super::stopping::sentences(self));
         if let Some(top) = self.effects.first().filter(|_| self.show_effects()) {
             if let Some(level) = top.levels.iter().skip(1).max_by(|a, b| {
                 let (x, y) = (a.delta_points.unwrap_or(0.0), b.delta_points.unwrap_or(0.0));

@@ -11,7 +11,7 @@ use crate::scheduler::SchedError;
 use crate::state::{
     Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration, WorkerView,
 };
-use crate::store::{ExperimentRow, RunRow};
+use crate::store::{ExperimentRow, RunRow, StopRow};
 
 impl From<CoordError> for Status {
     fn from(e: CoordError) -> Status {
@@ -266,6 +266,7 @@ pub(super) fn summary(e: &ExperimentRow) -> proto::ExperimentSummary {
         finished: e.finished,
         failed: e.failed,
         submitted_unix_ms: e.submitted_ms,
+        stopped: e.stopped,
     }
 }
 
@@ -290,7 +291,20 @@ fn run_status(r: &RunRow, now: u64) -> proto::RunStatus {
         checkpoint_epoch: r.checkpoint_epoch.unwrap_or(0),
         pending_reason: r.pending_reason.clone().unwrap_or_default(),
         gpus: r.gpus,
+        ..Default::default()
     }
+}
+
+/// [`run_status`] with the run's stop decision, if the rule stopped it.
+fn run_status_with_stop(r: &RunRow, now: u64, stop: Option<&StopRow>) -> proto::RunStatus {
+    let mut status = run_status(r, now);
+    if let Some(stop) = stop {
+        status.stop_rule = stop.rule.clone();
+        status.stop_epoch = stop.epoch;
+        status.stop_reason = stop.reason.clone();
+        status.stop_resumed = stop.resumed_ms.is_some();
+    }
+    status
 }
 
 /// A worker as `ablate workers` shows it.
@@ -313,7 +327,25 @@ impl From<&ExperimentStatus> for proto::ExperimentStatus {
     fn from(s: &ExperimentStatus) -> Self {
         proto::ExperimentStatus {
             experiment: Some(summary(&s.experiment)),
-            runs: s.runs.iter().map(|r| run_status(r, s.at_ms)).collect(),
+            runs: s
+                .runs
+                .iter()
+                .map(|r| {
+                    let stop = s.early_stopping.as_ref().and_then(|e| e.stops.get(&r.id));
+                    run_status_with_stop(r, s.at_ms, stop)
+                })
+                .collect(),
+            early_stopping: s
+                .early_stopping
+                .as_ref()
+                .map(|e| proto::EarlyStoppingSummary {
+                    rule: e.rule.clone(),
+                    stopped_runs: e.compute.stopped_runs,
+                    gpu_hours_used: e.compute.gpu_hours_used,
+                    gpu_hours_saved: e.compute.gpu_hours_saved,
+                    core_hours_used: e.compute.core_hours_used,
+                    core_hours_saved: e.compute.core_hours_saved,
+                }),
         }
     }
 }

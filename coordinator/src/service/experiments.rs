@@ -1,4 +1,4 @@
-//! The user-facing service: submit, list, get, watch, cancel, report.
+//! The user-facing service: submit, list, get, watch, cancel, report, resume.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,6 +212,28 @@ impl Experiments for ExperimentsService {
         })
         .await?;
         Ok(Response::new(response))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<proto::ResumeRequest>,
+    ) -> Result<Response<proto::ResumeResponse>, Status> {
+        let target = request.into_inner().target;
+        if target.len() > MAX_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "target: {} bytes long; the limit is {MAX_KEY_BYTES}",
+                target.len()
+            )));
+        }
+        let target = target.trim().to_string();
+        if target.is_empty() {
+            return Err(Status::invalid_argument(
+                "target: required (a stopped run, or an experiment)",
+            ));
+        }
+        let coord = self.coord.clone();
+        let run_ids = blocking(move || Ok(coord.resume(&target)?)).await?;
+        Ok(Response::new(proto::ResumeResponse { run_ids }))
     }
 
     async fn list_workers(

@@ -166,8 +166,12 @@ impl Workers for WorkersService {
         self.sessions
             .check(&metadata, &progress.attempt.worker_id)?;
         let coord = self.coord.clone();
-        let cancel = blocking(move || Ok(coord.progress(progress)?)).await?;
-        Ok(Response::new(proto::ProgressResponse { cancel }))
+        let answer = blocking(move || Ok(coord.progress_answer(progress)?)).await?;
+        Ok(Response::new(proto::ProgressResponse {
+            cancel: answer.cancel,
+            stop: answer.stop.is_some(),
+            stop_reason: answer.stop.unwrap_or_default(),
+        }))
     }
 
     async fn complete(

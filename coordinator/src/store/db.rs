@@ -125,6 +125,11 @@ impl Store {
         &self.path
     }
 
+    /// The connection, for reads in sibling modules.
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Runs `f` in one transaction; commits when it returns `Ok`, rolls back otherwise.
     pub fn write<T>(
         &mut self,
@@ -423,6 +428,7 @@ impl Store {
                 state: exp.state().to_string(),
             },
             runs,
+            early_stopping: None,
         }))
     }
 }
@@ -431,7 +437,7 @@ const EXPERIMENT_SELECT: &str = "SELECT e.seq, e.id, e.name, e.description, e.su
     COUNT(r.id),
     COALESCE(SUM(r.state = 'queued'), 0), COALESCE(SUM(r.state = 'running'), 0),
     COALESCE(SUM(r.state = 'finished'), 0), COALESCE(SUM(r.state = 'failed'), 0),
-    COALESCE(SUM(r.state = 'cancelled'), 0)
+    COALESCE(SUM(r.state = 'cancelled'), 0), COALESCE(SUM(r.state = 'stopped'), 0)
     FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id";
 
 fn experiment_row(row: &Row<'_>) -> rusqlite::Result<ExperimentRow> {
@@ -447,6 +453,7 @@ fn experiment_row(row: &Row<'_>) -> rusqlite::Result<ExperimentRow> {
         finished: row.get(8)?,
         failed: row.get(9)?,
         cancelled: row.get(10)?,
+        stopped: row.get(11)?,
     })
 }
 
@@ -509,6 +516,11 @@ fn finite(v: f64) -> Option<f64> {
 }
 
 impl Tx<'_> {
+    /// The transaction, for writes in sibling modules.
+    pub(super) fn connection(&self) -> &Connection {
+        &self.tx
+    }
+
     /// Inserts a new experiment; returns its submit sequence.
     pub fn insert_experiment(&self, e: &NewExperiment) -> Result<u64, StoreError> {
         self.tx.execute(

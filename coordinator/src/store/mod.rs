@@ -9,13 +9,16 @@
 //! - `schema`: the tables and their migrations (`PRAGMA user_version`).
 //! - `db`: [`Store`] (open, reads) and [`Tx`] (writes).
 //! - `records`: the rows the store takes and returns.
+//! - `stops`: early-stopping decisions and what they are computed from.
 
 mod db;
 mod records;
 mod schema;
+mod stops;
 
 pub use db::{Store, StoreError, Tx};
 pub use records::{
     AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow,
 };
 pub use schema::SCHEMA_VERSION;
+pub use stops::{ComputeRow, StopInputRow, StopRow};

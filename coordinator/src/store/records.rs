@@ -75,6 +75,8 @@ pub struct ExperimentRow {
     pub failed: u32,
     /// Cancelled runs.
     pub cancelled: u32,
+    /// Runs stopped early by the grid's rule.
+    pub stopped: u32,
 }
 
 impl ExperimentRow {
@@ -94,7 +96,9 @@ impl ExperimentRow {
             } else {
                 "finished"
             }
-        } else if self.running > 0 || self.finished + self.failed + self.cancelled > 0 {
+        } else if self.running > 0
+            || self.finished + self.failed + self.cancelled + self.stopped > 0
+        {
             "running"
         } else {
             "queued"

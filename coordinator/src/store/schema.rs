@@ -1,7 +1,7 @@
 //! The tables. Each migration brings the file from `user_version` N-1 to N.
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -96,5 +96,27 @@ CREATE TABLE workers (
     registered_ms INTEGER NOT NULL,
     last_seen_ms  INTEGER NOT NULL
 );
+"#,
+    // 1 → 2: early stopping: each stop decision with its numbers, and the CPU threads a
+    // run trained with (its compute in core-hours).
+    r#"
+ALTER TABLE runs ADD COLUMN cores INTEGER;                -- threads of the worker that last ran it
+
+CREATE TABLE early_stops (
+    run_id        TEXT PRIMARY KEY REFERENCES runs (id),
+    experiment_id TEXT NOT NULL REFERENCES experiments (id),
+    rule          TEXT NOT NULL,                     -- median | asha
+    metric        TEXT NOT NULL,                     -- eval_acc, eval_loss, ...
+    epoch         INTEGER NOT NULL,                  -- the epoch the verdict was taken at
+    value         REAL,                              -- the run's variant there
+    threshold     REAL,                              -- the median / the rung's cut-off
+    compared_json TEXT NOT NULL,                     -- the other variants' values
+    pending       INTEGER NOT NULL,                  -- variants not yet at the epoch
+    reason        TEXT NOT NULL,
+    stored_epochs INTEGER NOT NULL,                  -- epochs stored when it stopped
+    decided_ms    INTEGER NOT NULL,
+    resumed_ms    INTEGER                            -- set by `ablate resume`
+);
+CREATE INDEX early_stops_by_experiment ON early_stops (experiment_id);
 "#,
 ];

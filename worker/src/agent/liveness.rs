@@ -2,7 +2,8 @@
 //! task of its own sends `Progress` every heartbeat period on a connection of its own, so
 //! the lease is renewed whatever the session is busy with (downloading a checkpoint,
 //! preparing data, training, evaluating, saving or uploading). The same messages carry the
-//! sampled steps and finished epochs the session queues, and bring back cancellation.
+//! sampled steps and finished epochs the session queues, and bring back cancellation and
+//! early stopping.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,9 @@ pub(crate) enum Verdict {
     Running,
     /// The run was cancelled: stop and release it.
     Cancelled,
+    /// The grid's early-stopping rule stopped the run (why): stop; the coordinator has
+    /// already ended the attempt, so nothing is released.
+    Stopped(String),
     /// The worker is shutting down: stop and release the run.
     ShuttingDown,
     /// The coordinator no longer counts this attempt (fenced off): abandon it.
@@ -230,7 +234,10 @@ async fn beat(b: Beat) {
                         p.epochs.pop_front();
                     }
                 }
-                if response.into_inner().cancel {
+                let response = response.into_inner();
+                if response.stop {
+                    b.decide(Verdict::Stopped(response.stop_reason));
+                } else if response.cancel {
                     b.decide(Verdict::Cancelled);
                 }
             }

@@ -383,7 +383,7 @@ async fn attempt(
             release(ctx, ids, liveness, Some(uploader), verdict).await
         }
         // A replica that saw the stop first ends its peers with an error.
-        (Err(e), verdict @ (Verdict::Cancelled | Verdict::ShuttingDown)) => {
+        (Err(e), verdict @ (Verdict::Cancelled | Verdict::ShuttingDown | Verdict::Stopped(_))) => {
             tracing::info!(run = %run_id, "stopping run ({e}): {verdict:?}");
             release(ctx, ids, liveness, Some(uploader), verdict).await
         }
@@ -489,6 +489,12 @@ async fn release(
         uploader.idle(WIND_DOWN).await;
     }
     drop(uploader);
+    if let Verdict::Stopped(why) = &verdict {
+        // The coordinator ended the attempt when it stopped the run: nothing to release.
+        tracing::info!(run = %ids.run_id, "stopped early by the coordinator: {why}");
+        let _ = std::fs::remove_dir_all(ctx.work_dir.join("runs").join(&ids.run_id));
+        return SessionEnd::Released;
+    }
     liveness.flush(WIND_DOWN).await;
     let reason = match verdict {
         Verdict::Cancelled => "cancelled",
