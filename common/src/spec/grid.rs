@@ -17,6 +17,11 @@
 //! [[runs]]               # explicit extra runs, each merged over `[base]` (not crossed)
 //! model = "resnet18"
 //! name = "resnet18 baseline"        # optional readable name
+//!
+//! [[claims]]             # hypotheses the report judges (see [`super::claims`])
+//! name = "BN helps"
+//! better = { model = "cnn_baseline" }
+//! than = { model = "cnn_sigmoid" }
 //! ```
 //!
 //! A run's readable name is its model followed by `label=value` for every key that varies
@@ -50,7 +55,15 @@ pub const MAX_DESCRIPTION_BYTES: usize = 64 << 10;
 pub const MAX_EXPANDED_BYTES: usize = 64 << 20;
 
 /// The keys a grid file may have at its top level.
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "priority", "base", "grid", "runs"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "priority",
+    "base",
+    "grid",
+    "runs",
+    "claims",
+];
 
 /// The largest `priority` a grid may ask for (its share weight against other experiments).
 pub const MAX_PRIORITY: u32 = 100;
@@ -89,6 +102,8 @@ pub struct Grid {
     /// Runs in expansion order: the cartesian product of `[grid]` (first key slowest),
     /// then the `[[runs]]` entries in file order.
     pub runs: Vec<PlannedRun>,
+    /// The `[[claims]]` the grid tests, in file order, each side resolved to its runs.
+    pub claims: Vec<super::claims::Claim>,
 }
 
 /// One run of a grid, validated against the catalogue.
@@ -211,17 +226,17 @@ pub fn stored_priority(text: &str) -> u32 {
 
 /// One step of a path into a TOML tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
+pub(super) enum Seg {
     Key(String),
     Index(usize),
 }
 
-fn keys<'a>(parts: impl IntoIterator<Item = &'a str>) -> Vec<Seg> {
+pub(super) fn keys<'a>(parts: impl IntoIterator<Item = &'a str>) -> Vec<Seg> {
     parts.into_iter().map(|p| Seg::Key(p.to_string())).collect()
 }
 
 /// The grid file, for positions.
-struct Source<'a> {
+pub(super) struct Source<'a> {
     text: &'a str,
     file: &'a str,
     doc: Document<&'a str>,
@@ -229,7 +244,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     /// Offset of the deepest element of `path` that exists in the file.
-    fn locate(&self, path: &[Seg]) -> Option<usize> {
+    pub(super) fn locate(&self, path: &[Seg]) -> Option<usize> {
         locate_from(Node::Item(self.doc.as_item()), path)
     }
 
@@ -237,7 +252,7 @@ impl Source<'_> {
         self.locate(path).map(|o| line_col(self.text, o))
     }
 
-    fn error(&self, path: &[Seg], message: impl Into<String>) -> GridError {
+    pub(super) fn error(&self, path: &[Seg], message: impl Into<String>) -> GridError {
         GridError {
             file: self.file.to_string(),
             position: self.position(path).or(Some((1, 1))),
@@ -476,6 +491,7 @@ impl Parser<'_> {
             }
             None => Vec::new(),
         };
+        let claims = table.remove("claims");
 
         let mut dims = Vec::new();
         if let Some(grid) = &grid {
@@ -639,11 +655,13 @@ impl Parser<'_> {
         if runs.is_empty() {
             return Err(src.error(&keys(["grid"]), "the grid has no runs"));
         }
+        let claims = super::claims::parse_claims(src, claims, &runs)?;
         Ok(Grid {
             name,
             description,
             priority,
             runs,
+            claims,
         })
     }
 
@@ -914,7 +932,7 @@ fn display_value(value: &toml::Value) -> String {
     }
 }
 
-fn toml_to_json(value: &toml::Value) -> Json {
+pub(super) fn toml_to_json(value: &toml::Value) -> Json {
     match value {
         toml::Value::String(s) => Json::String(s.clone()),
         toml::Value::Integer(i) => Json::from(*i),
@@ -1155,7 +1173,7 @@ epochs = 2
     fn unknown_top_level_key_is_located() {
         assert_eq!(
             err("[gird]\nmodel = [\"cnn\"]\n"),
-            "g.toml:8:2: unknown key `gird` (a grid has: name, description, priority, base, grid, runs; \
+            "g.toml:8:2: unknown key `gird` (a grid has: name, description, priority, base, grid, runs, claims; \
              run fields go in [base])"
         );
     }

@@ -1,5 +1,6 @@
 //! Specs users write (TOML) and the system passes around (JSON): runs, datasets, grids.
 
+pub mod claims;
 pub mod dataset;
 pub mod grid;
 pub mod model;

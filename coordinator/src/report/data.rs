@@ -49,4 +49,7 @@ pub struct ReportData {
     pub experiment: ExperimentInfo,
     /// Its runs, in submission order.
     pub runs: Vec<RunData>,
+    /// The claims of its grid (`[[claims]]`), each side resolved to run names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ablate_common::spec::claims::Claim>,
 }

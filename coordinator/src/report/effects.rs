@@ -268,6 +268,7 @@ mod tests {
                 state: "finished".into(),
             },
             runs,
+            claims: Vec::new(),
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         let effects = factor_effects(&data, &summaries);
@@ -304,6 +305,7 @@ mod tests {
                 state: "finished".into(),
             },
             runs: vec![run("fc", false, 1, 0.4), run("fc", false, 2, 0.5)],
+            claims: Vec::new(),
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         let effects = factor_effects(&data, &summaries);

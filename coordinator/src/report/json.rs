@@ -6,8 +6,15 @@
 //!            "best_eval_acc", "best_epoch", "final_eval_loss", "train_acc", "wall_s",
 //!            "images_per_sec",
 //!            "epochs": [{"epoch", "train_loss", "train_acc", "eval_loss", "eval_acc",
-//!                        "lr", "seconds"}]}]}
+//!                        "lr", "seconds"}]}],
+//!  "claims": [{"name", "form", "metric", "margin", "alpha", "chance",
+//!              "side": {"selector", "runs", "mean", "std", "seeds"}, "than": {…} | null,
+//!              "verdict", "difference",
+//!              "test": {"kind", "n", "t", "p", "interval", "level"},
+//!              "reason", "notes", "partial"}]}
 //! ```
+//!
+//! `claims` is present only when the grid states claims (see [`super::claims::JsonClaim`]).
 //!
 //! Accuracies are fractions in [0, 1]. A run with no epoch yet has `null` best_*, final
 //! and throughput numbers; a non-finite value (a diverged loss) is `null` too. Runs are in
@@ -27,6 +34,9 @@ pub struct JsonReport {
     pub experiment: JsonExperiment,
     /// Its runs, in submission order.
     pub runs: Vec<JsonRun>,
+    /// The grid's claims with their verdicts; absent when the grid states none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<super::claims::JsonClaim>,
 }
 
 /// `experiment`.
@@ -145,6 +155,11 @@ pub fn report(view: &ReportView<'_>) -> JsonReport {
                     .collect(),
             })
             .collect(),
+        claims: view
+            .claims
+            .iter()
+            .map(super::claims::JsonClaim::of)
+            .collect(),
     }
 }
 
@@ -193,6 +208,7 @@ mod tests {
                 state: "running".into(),
             },
             runs: vec![mk("a", vec![epoch]), mk("b", vec![])],
+            claims: Vec::new(),
         };
         let text = render(&ReportView::new(&data));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -335,6 +335,7 @@ mod tests {
                 ),
                 run("cnn bn=false seed=2", Some(2), vec![]),
             ],
+            claims: Vec::new(),
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         assert_eq!(table_order(&data, &summaries), vec![1, 2, 0, 3]);
