@@ -194,6 +194,11 @@ pub fn judge(claim: &Claim, side: &[RunObservation], than: &[RunObservation]) ->
             (-(hi + margin), -(lo + margin))
         };
         let n = excess.len();
+        let test_name = if claim.form.against_chance() {
+            "one-sample t test"
+        } else {
+            "paired t test"
+        };
         let evidence = |p: f64| Evidence::TTest {
             n,
             t: test.t,
@@ -206,7 +211,7 @@ pub fn judge(claim: &Claim, side: &[RunObservation], than: &[RunObservation]) ->
                 Outcome::Holds,
                 evidence(test.p_above),
                 format!(
-                    "{direction} over {n} seeds (paired t test, p = {})",
+                    "{direction} over {n} seeds ({test_name}, {})",
                     p_text(test.p_above)
                 ),
             )
@@ -221,8 +226,8 @@ pub fn judge(claim: &Claim, side: &[RunObservation], than: &[RunObservation]) ->
                 Outcome::Fails,
                 evidence(test.p_above),
                 format!(
-                    "not {direction}: the data point the other way over {n} seeds (paired t \
-                     test, p = {} against the claim)",
+                    "not {direction}: the data point the other way over {n} seeds \
+                     ({test_name}, {} against the claim)",
                     p_text(test.p_below)
                 ),
             )
@@ -231,7 +236,7 @@ pub fn judge(claim: &Claim, side: &[RunObservation], than: &[RunObservation]) ->
                 Outcome::Inconclusive,
                 evidence(test.p_above),
                 format!(
-                    "{n} seeds do not decide whether {direction} (paired t test, p = {}; \
+                    "{n} seeds do not decide whether {direction} ({test_name}, {}; \
                      alpha {})",
                     p_text(test.p_above),
                     claim.alpha
@@ -253,15 +258,21 @@ pub fn judge(claim: &Claim, side: &[RunObservation], than: &[RunObservation]) ->
 
 /// What holding means for this claim, in words: `better than \`than\` by more than 0.02`.
 fn direction_words(claim: &Claim) -> String {
+    // Accuracies and gaps are fractions: their margins read as points.
+    let margin = if claim.metric.is_fraction() || claim.form.against_chance() {
+        format!("{} pts", points(claim.margin))
+    } else {
+        format!("{}", claim.margin)
+    };
     let by = if claim.margin > 0.0 {
-        format!(" by more than {}", claim.margin)
+        format!(" by more than {margin}")
     } else {
         String::new()
     };
     match claim.form {
         ClaimForm::Learns => format!("above chance{by}"),
         ClaimForm::DoesNotLearn if claim.margin > 0.0 => {
-            format!("at most {} above chance", claim.margin)
+            format!("at most {margin} above chance")
         }
         ClaimForm::DoesNotLearn => "at or below chance".to_string(),
         ClaimForm::OverfitsLess => format!("a smaller train − eval gap{by}"),
@@ -269,12 +280,17 @@ fn direction_words(claim: &Claim) -> String {
     }
 }
 
-/// A p-value as text: three significant digits, `< 0.001` below that.
+/// A fraction as points, without float noise (`0.07` → `7`).
+pub fn points(fraction: f64) -> f64 {
+    (fraction * 100.0 * 1e6).round() / 1e6
+}
+
+/// A p-value as text: `p = 0.012`, or `p < 0.001` below that.
 pub fn p_text(p: f64) -> String {
     if p < 0.001 {
-        "< 0.001".into()
+        "p < 0.001".into()
     } else {
-        format!("{p:.3}")
+        format!("p = {p:.3}")
     }
 }
 
@@ -301,7 +317,7 @@ fn per_seed(
     if not_done > 0 {
         *partial = true;
         notes.push(format!(
-            "judged on the finished runs only: {} of {} runs of `{who}` are not finished",
+            "{} of {} runs of `{who}` not finished yet: judged on the finished ones",
             not_done,
             runs.len()
         ));
@@ -505,7 +521,7 @@ mod tests {
         assert!(v.partial);
         let notes = v.notes.join(" | ");
         assert!(
-            notes.contains("1 of 3 runs of `better` are not finished"),
+            notes.contains("1 of 3 runs of `better` not finished yet"),
             "{notes}"
         );
         assert!(

@@ -195,8 +195,7 @@ fn a_partial_experiment_judges_finished_runs_and_says_so() {
     );
     let notes = bn["notes"].to_string();
     assert!(
-        notes
-            .contains("judged on the finished runs only: 1 of 8 runs of `better` are not finished"),
+        notes.contains("1 of 8 runs of `better` not finished yet: judged on the finished ones"),
         "{notes}"
     );
     let md = render(&data, Format::Markdown);

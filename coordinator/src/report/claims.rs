@@ -183,6 +183,7 @@ fn unit(metric: Metric) -> (f64, usize, &'static str) {
     match metric {
         Metric::FinalEvalLoss => (1.0, 3, ""),
         Metric::EpochsToEvalAcc { .. } => (1.0, 1, " ep"),
+        Metric::TrainEvalGap => (100.0, 1, " pts"),
         _ => (100.0, 1, " %"),
     }
 }
@@ -215,7 +216,7 @@ pub fn evidence_text(metric: Metric, form: ClaimForm, v: &Verdict) -> String {
             level,
             ..
         } => format!(
-            "{} t, {n} seeds, p = {}, {:.0} % CI {} … {}",
+            "{} t, {n} seeds, {}, {:.0} % CI {} … {}",
             if form.against_chance() {
                 "one-sample"
             } else {
@@ -234,7 +235,7 @@ pub fn statement(claim: &Claim) -> String {
     let margin = if claim.margin > 0.0 {
         let shown = match claim.metric {
             Metric::FinalEvalLoss | Metric::EpochsToEvalAcc { .. } => format!("{}", claim.margin),
-            _ => format!("{} pts", claim.margin * 100.0),
+            _ => format!("{} pts", crate::claims::points(claim.margin)),
         };
         format!(" by more than {shown}")
     } else {
