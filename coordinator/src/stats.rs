@@ -12,7 +12,7 @@ fn central_mass(t: f64, df: u32) -> f64 {
     let theta = (t / f64::from(df).sqrt()).atan();
     let (sin, cos) = theta.sin_cos();
     let cos2 = cos * cos;
-    if df % 2 == 0 {
+    if df.is_multiple_of(2) {
         // sinθ · [1 + (1/2)cos²θ + (1·3)/(2·4)cos⁴θ + … up to cos^(df−2)θ]
         let mut term = 1.0;
         let mut sum = 1.0;

@@ -387,19 +387,6 @@ fn effects_section(view: &ReportView<'_>, h: &mut String) {
     h.push_str("</ul>\n</section>\n");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
-}
-
 /// The "Claims" section: a verdict badge a claim, the numbers behind it, and why.
 fn claims_section(view: &ReportView<'_>, h: &mut String) {
     use super::claims::{comparison_text, difference_text, evidence_text, overview, statement};
@@ -438,4 +425,17 @@ fn claims_section(view: &ReportView<'_>, h: &mut String) {
         ));
     }
     h.push_str("</tbody></table></div>\n</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
 }
