@@ -47,6 +47,10 @@ pub const MAX_CLAIMS: usize = 256;
 /// The most keys one selector may have.
 pub const MAX_SELECTOR_KEYS: usize = 32;
 
+/// The most runs all claims' sides may select together (each side keeps the names of its
+/// runs, so this bounds what a grid's claims hold).
+pub const MAX_CLAIM_SELECTIONS: usize = 100_000;
+
 /// The significance level when a claim gives none.
 pub const DEFAULT_ALPHA: f64 = 0.05;
 
@@ -265,8 +269,21 @@ pub(super) fn parse_claims(
         factor_keys: factor_keys.into_iter().collect(),
     };
     let mut claims: Vec<Claim> = Vec::with_capacity(entries.len());
+    let mut selected = 0usize;
     for (index, entry) in entries.into_iter().enumerate() {
         let claim = parser.claim(index, entry)?;
+        selected += claim.side.runs.len() + claim.than.as_ref().map_or(0, |t| t.runs.len());
+        if selected > MAX_CLAIM_SELECTIONS {
+            return Err(src.error(
+                &parser.at(index, None),
+                format!(
+                    "the claims up to `{}` select {selected} runs in all; the limit is \
+                     {MAX_CLAIM_SELECTIONS} (select by model or factor rather than repeating \
+                     large sides)",
+                    claim.name
+                ),
+            ));
+        }
         if let Some(first) = claims.iter().position(|c| c.name == claim.name) {
             return Err(src.error(
                 &parser.at(index, Some("name")),
@@ -830,6 +847,26 @@ seed = [1, 2]
         assert!(
             e.to_string()
                 .starts_with("g.toml:1:1: `claims` must be an array"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn claims_that_select_too_many_runs_in_all_are_refused() {
+        let seeds: Vec<String> = (0..5_000).map(|s| s.to_string()).collect();
+        let mut text = format!(
+            "name = \"t\"\n[base]\nmodel = \"lenet\"\nimage_size = 32\nchannels = 1\n\
+             [grid]\nlr = [0.1, 0.2]\nseed = [{}]\n",
+            seeds.join(",")
+        );
+        for i in 0..11 {
+            text.push_str(&format!(
+                "[[claims]]\nname = \"c{i}\"\nbetter = {{ lr = 0.1 }}\nthan = {{ lr = 0.2 }}\n"
+            ));
+        }
+        let e = parse_grid(&text, "g.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("the claims up to `c10` select 110000 runs in all; the limit is 100000"),
             "{e}"
         );
     }

@@ -1,6 +1,8 @@
 //! The report's "Claims" section: each claim of the grid judged on the runs it selects
 //! ([`crate::claims::judge`]), and the text and CSV cells every renderer shares.
 
+use std::collections::HashMap;
+
 use ablate_common::spec::claims::{Claim, ClaimForm, ClaimSide, Metric};
 use serde::{Deserialize, Serialize};
 
@@ -75,13 +77,27 @@ pub struct ClaimVerdict<'a> {
 
 /// The verdicts on every claim of `data`, in the grid's order.
 pub fn verdicts<'a>(data: &'a ReportData, summaries: &[RunSummary]) -> Vec<ClaimVerdict<'a>> {
+    if data.claims.is_empty() {
+        return Vec::new();
+    }
+    let by_name: HashMap<&str, usize> = data
+        .runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    let runs = Runs {
+        data,
+        summaries,
+        by_name,
+    };
     data.claims
         .iter()
         .map(|claim| {
             let mut notes = Vec::new();
-            let side = observations(data, summaries, claim.metric, &claim.side, &mut notes);
+            let side = runs.observations(claim.metric, &claim.side, &mut notes);
             let than = match &claim.than {
-                Some(than) => observations(data, summaries, claim.metric, than, &mut notes),
+                Some(than) => runs.observations(claim.metric, than, &mut notes),
                 None => Vec::new(),
             };
             let mut verdict = judge(claim, &side, &than);
@@ -91,47 +107,55 @@ pub fn verdicts<'a>(data: &'a ReportData, summaries: &[RunSummary]) -> Vec<Claim
         .collect()
 }
 
-/// The observations of one side's runs; notes runs that are missing and censored values.
-fn observations(
-    data: &ReportData,
-    summaries: &[RunSummary],
-    metric: Metric,
-    side: &ClaimSide,
-    notes: &mut Vec<String>,
-) -> Vec<RunObservation> {
-    let mut censored = 0;
-    let mut out = Vec::with_capacity(side.runs.len());
-    for name in &side.runs {
-        let Some(i) = data.runs.iter().position(|r| &r.name == name) else {
-            notes.push(format!("run `{name}` is not in the experiment"));
-            continue;
-        };
-        let run = &data.runs[i];
-        let (value, was_censored) = metric_value(metric, run, &summaries[i]);
-        let done = JUDGED_STATES.contains(&run.state.as_str());
-        if done && was_censored {
-            censored += 1;
+/// The experiment's runs with their summaries, found by name.
+struct Runs<'a> {
+    data: &'a ReportData,
+    summaries: &'a [RunSummary],
+    by_name: HashMap<&'a str, usize>,
+}
+
+impl Runs<'_> {
+    /// The observations of one side's runs; notes missing runs and censored values.
+    fn observations(
+        &self,
+        metric: Metric,
+        side: &ClaimSide,
+        notes: &mut Vec<String>,
+    ) -> Vec<RunObservation> {
+        let mut censored = 0;
+        let mut out = Vec::with_capacity(side.runs.len());
+        for name in &side.runs {
+            let Some(&i) = self.by_name.get(name.as_str()) else {
+                notes.push(format!("run `{name}` is not in the experiment"));
+                continue;
+            };
+            let run = &self.data.runs[i];
+            let (value, was_censored) = metric_value(metric, run, &self.summaries[i]);
+            let done = JUDGED_STATES.contains(&run.state.as_str());
+            if done && was_censored {
+                censored += 1;
+            }
+            out.push(RunObservation {
+                seed: run
+                    .factors
+                    .get(SEED_KEY)
+                    .map(super::effects::level_label)
+                    .unwrap_or_default(),
+                done,
+                value,
+            });
         }
-        out.push(RunObservation {
-            seed: run
-                .factors
-                .get(SEED_KEY)
-                .map(super::effects::level_label)
-                .unwrap_or_default(),
-            done,
-            value,
-        });
-    }
-    if censored > 0 {
-        if let Metric::EpochsToEvalAcc { threshold } = metric {
-            notes.push(format!(
-                "{censored} run(s) never reached {} eval accuracy and count as one epoch more \
-                 than they trained",
-                super::view::percent(Some(threshold))
-            ));
+        if censored > 0 {
+            if let Metric::EpochsToEvalAcc { threshold } = metric {
+                notes.push(format!(
+                    "{censored} run(s) never reached {} eval accuracy and count as one epoch \
+                     more than they trained",
+                    super::view::percent(Some(threshold))
+                ));
+            }
         }
+        out
     }
-    out
 }
 
 /// A run's value of `metric`, and whether it is censored (an `epochs_to_eval_acc` run that
