@@ -815,7 +815,10 @@ seed = [1, 2]
             ),
             "{e}"
         );
-        assert!(e.ends_with("a key that varies: lr, seed)"), "{e}");
+        assert!(
+            e.ends_with("a key that varies: batch_norm, lr, seed)"),
+            "{e}"
+        );
     }
 
     #[test]

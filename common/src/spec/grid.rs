@@ -655,6 +655,7 @@ impl Parser<'_> {
         if runs.is_empty() {
             return Err(src.error(&keys(["grid"]), "the grid has no runs"));
         }
+        super::preset_factors::add_preset_factors(&mut runs);
         let claims = super::claims::parse_claims(src, claims, &runs)?;
         Ok(Grid {
             name,

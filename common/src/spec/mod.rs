@@ -4,6 +4,7 @@ pub mod claims;
 pub mod dataset;
 pub mod grid;
 pub mod model;
+mod preset_factors;
 pub mod run;
 
 pub use dataset::{Augment, BadSamplePolicy, DatasetFormat, DatasetSpec, Fit, SplitSpec};
