@@ -18,12 +18,14 @@
 //! - [`cli`]: the `ablate` commands; [`single_node`]: `ablate run`.
 //! - [`report`]: rendering an experiment's report (Markdown, HTML, CSV, JSON).
 //! - [`tensorboard`]: TensorBoard event files of each run's scalars.
+//! - [`claims`]: verdicts on a grid's claims (pure); [`stats`]: the t distribution.
 //! - [`cli_models`]: `ablate models`.
 //! - [`early_stop`]: the early-stopping rules' decisions from stored epochs (pure; the
 //!   coordinator applies them in `state::stopping`).
 
 pub mod auth;
 pub mod checkpoints;
+pub mod claims;
 pub mod cli;
 pub mod cli_models;
 pub mod client;
@@ -38,5 +40,6 @@ pub mod session;
 pub mod sim;
 pub mod single_node;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod tensorboard;

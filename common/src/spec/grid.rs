@@ -17,6 +17,11 @@
 //! [[runs]]               # explicit extra runs, each merged over `[base]` (not crossed)
 //! model = "resnet18"
 //! name = "resnet18 baseline"        # optional readable name
+//!
+//! [[claims]]             # hypotheses the report judges (see [`super::claims`])
+//! name = "BN helps"
+//! better = { model = "cnn_baseline" }
+//! than = { model = "cnn_sigmoid" }
 //! ```
 //!
 //! A run's readable name is its model followed by `label=value` for every key that varies
@@ -59,6 +64,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "grid",
     "runs",
     "early_stopping",
+    "claims",
 ];
 
 /// The largest `priority` a grid may ask for (its share weight against other experiments).
@@ -100,6 +106,8 @@ pub struct Grid {
     pub runs: Vec<PlannedRun>,
     /// The `[early_stopping]` section, when the grid has one.
     pub early_stopping: Option<EarlyStopping>,
+    /// The `[[claims]]` the grid tests, in file order, each side resolved to its runs.
+    pub claims: Vec<super::claims::Claim>,
 }
 
 /// One run of a grid, validated against the catalogue.
@@ -222,17 +230,17 @@ pub fn stored_priority(text: &str) -> u32 {
 
 /// One step of a path into a TOML tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
+pub(super) enum Seg {
     Key(String),
     Index(usize),
 }
 
-fn keys<'a>(parts: impl IntoIterator<Item = &'a str>) -> Vec<Seg> {
+pub(super) fn keys<'a>(parts: impl IntoIterator<Item = &'a str>) -> Vec<Seg> {
     parts.into_iter().map(|p| Seg::Key(p.to_string())).collect()
 }
 
 /// The grid file, for positions.
-struct Source<'a> {
+pub(super) struct Source<'a> {
     text: &'a str,
     file: &'a str,
     doc: Document<&'a str>,
@@ -240,7 +248,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     /// Offset of the deepest element of `path` that exists in the file.
-    fn locate(&self, path: &[Seg]) -> Option<usize> {
+    pub(super) fn locate(&self, path: &[Seg]) -> Option<usize> {
         locate_from(Node::Item(self.doc.as_item()), path)
     }
 
@@ -248,7 +256,7 @@ impl Source<'_> {
         self.locate(path).map(|o| line_col(self.text, o))
     }
 
-    fn error(&self, path: &[Seg], message: impl Into<String>) -> GridError {
+    pub(super) fn error(&self, path: &[Seg], message: impl Into<String>) -> GridError {
         GridError {
             file: self.file.to_string(),
             position: self.position(path).or(Some((1, 1))),
@@ -495,6 +503,7 @@ impl Parser<'_> {
             }
             None => Vec::new(),
         };
+        let claims = table.remove("claims");
 
         let mut dims = Vec::new();
         if let Some(grid) = &grid {
@@ -658,16 +667,19 @@ impl Parser<'_> {
         if runs.is_empty() {
             return Err(src.error(&keys(["grid"]), "the grid has no runs"));
         }
+        super::preset_factors::add_preset_factors(&mut runs);
         if let Some(stopping) = &early_stopping {
             early_stopping::check_against_runs(stopping, &runs)
                 .map_err(|(key, message)| src.error(&keys(["early_stopping", key]), message))?;
         }
+        let claims = super::claims::parse_claims(src, claims, &runs)?;
         Ok(Grid {
             name,
             description,
             priority,
             runs,
             early_stopping,
+            claims,
         })
     }
 
@@ -938,7 +950,7 @@ fn display_value(value: &toml::Value) -> String {
     }
 }
 
-fn toml_to_json(value: &toml::Value) -> Json {
+pub(super) fn toml_to_json(value: &toml::Value) -> Json {
     match value {
         toml::Value::String(s) => Json::String(s.clone()),
         toml::Value::Integer(i) => Json::from(*i),
@@ -1180,8 +1192,7 @@ epochs = 2
         assert_eq!(
             err("[gird]\nmodel = [\"cnn\"]\n"),
             "g.toml:8:2: unknown key `gird` (a grid has: name, description, priority, base, grid, runs, \
-             early_stopping; \
-             run fields go in [base])"
+             early_stopping, claims; run fields go in [base])"
         );
     }
 

@@ -1,9 +1,11 @@
 //! Specs users write (TOML) and the system passes around (JSON): runs, datasets, grids.
 
+pub mod claims;
 pub mod dataset;
 pub mod early_stopping;
 pub mod grid;
 pub mod model;
+mod preset_factors;
 pub mod run;
 
 pub use dataset::{Augment, BadSamplePolicy, DatasetFormat, DatasetSpec, Fit, SplitSpec};

@@ -369,3 +369,34 @@ fn family_config(
         dropout_impl: factors.dropout_impl.unwrap_or(preset.dropout_impl),
     })
 }
+
+/// The CNN family's factor values of `model` with `factors` applied, by factor key
+/// (`activation`, `batch_norm`, `kernel`, `concat_stages`, `head`, `dropout`): what a seed
+/// preset such as `cnn_leakyrelu` is made of. `None` for a model outside the family or
+/// factors it refuses.
+pub fn family_factor_values(
+    model: &str,
+    factors: &ModelFactors,
+) -> Option<Vec<(&'static str, serde_json::Value)>> {
+    let Kind::Family(preset) = &lookup(model).ok()?.kind else {
+        return None;
+    };
+    let c = family_config(*preset, factors).ok()?;
+    let activation = match c.activation {
+        Activation::Sigmoid => "sigmoid",
+        Activation::Tanh => "tanh",
+        Activation::Relu => "relu",
+        Activation::LeakyRelu { .. } => "leaky_relu",
+    };
+    let concat: Vec<u32> = (1..=STAGES as u32)
+        .filter(|s| c.concat[*s as usize - 1])
+        .collect();
+    Some(vec![
+        ("activation", activation.into()),
+        ("batch_norm", c.batch_norm.into()),
+        ("kernel", serde_json::to_value(c.kernel).ok()?),
+        ("concat_stages", concat.into()),
+        ("head", serde_json::to_value(c.head).ok()?),
+        ("dropout", c.dropout.into()),
+    ])
+}

@@ -16,6 +16,8 @@ mod resnet;
 #[cfg(test)]
 mod tests;
 
-pub use catalogue::{accepted_factors, build, describe, min_image_size, names, MAX_IMAGE_SIZE};
+pub use catalogue::{
+    accepted_factors, build, describe, family_factor_values, min_image_size, names, MAX_IMAGE_SIZE,
+};
 pub use error::ZooError;
 pub use factors::{factor_label, set_factor, FACTOR_KEYS};

@@ -1,4 +1,4 @@
-//! `ablate report EXP [--format md|html|csv|json] [-o FILE]`.
+//! `ablate report EXP [--format md|html|csv|json|claims-csv] [-o FILE]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use crate::report::Format;
 pub(super) struct ReportArgs {
     /// Experiment id or name.
     experiment: String,
-    /// md, html, csv or json (default: from the -o file's extension, else md).
+    /// md, html, csv, json or claims-csv (default: from the -o file's extension, else md).
     #[arg(long)]
     format: Option<Format>,
     /// Write to this file instead of standard output.

@@ -98,7 +98,13 @@ async fn write_reports(
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
-    for format in [Format::Json, Format::Markdown, Format::Html, Format::Csv] {
+    for format in [
+        Format::Json,
+        Format::Markdown,
+        Format::Html,
+        Format::Csv,
+        Format::ClaimsCsv,
+    ] {
         let report = super::report::fetch(client, experiment, format).await?;
         let path = dir.join(format!("report.{}", format.extension()));
         std::fs::write(&path, report.content)

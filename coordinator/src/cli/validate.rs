@@ -79,6 +79,7 @@ pub(super) fn describe(grid: &Grid, file_name: &str) -> String {
     if let Some(stopping) = &grid.early_stopping {
         out.push_str(&describe_stopping(grid, stopping));
     }
+    out.push_str(&describe_claims(grid));
     out
 }
 
@@ -121,6 +122,58 @@ fn describe_stopping(grid: &Grid, stopping: &EarlyStopping) -> String {
     out
 }
 
+/// The grid's claims and the runs each side selects (nothing when it states none).
+pub(super) fn describe_claims(grid: &Grid) -> String {
+    use ablate_common::spec::claims::ClaimForm;
+    if grid.claims.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n{} claim(s):\n", grid.claims.len());
+    for (i, claim) in grid.claims.iter().enumerate() {
+        let what = match claim.form {
+            ClaimForm::Better => format!("better on {}", claim.metric.label()),
+            ClaimForm::OverfitsLess => "overfits less (train − eval gap)".to_string(),
+            ClaimForm::Learns => format!(
+                "learns: {} above chance {:.3}",
+                claim.metric.label(),
+                claim.chance.unwrap_or(0.0)
+            ),
+            ClaimForm::DoesNotLearn => format!(
+                "does not learn: {} not above chance {:.3}",
+                claim.metric.label(),
+                claim.chance.unwrap_or(0.0)
+            ),
+        };
+        let margin = if claim.margin > 0.0 {
+            format!(", margin {}", claim.margin)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{}. {} [{what}{margin}, alpha {}]\n",
+            i + 1,
+            claim.name,
+            claim.alpha
+        ));
+        out.push_str(&format!(
+            "   {} {} selects {} run(s): {}\n",
+            claim.form.key(),
+            claim.side.selector,
+            claim.side.runs.len(),
+            claim.side.runs.join(", ")
+        ));
+        if let Some(than) = &claim.than {
+            out.push_str(&format!(
+                "   than {} selects {} run(s): {}\n",
+                than.selector,
+                than.runs.len(),
+                than.runs.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 pub(super) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let (text, file_name) = super::submit::read_grid(&args.grid)?;
     match parse_grid(&text, &file_name) {
@@ -160,6 +213,34 @@ mod tests {
         );
         assert!(lines[4].starts_with("total: 2 runs, "), "{out}");
         assert!(lines[4].contains(&si_unit(2.0 * per_run, "FLOP")), "{out}");
+        assert_eq!(lines.len(), 5, "no claims, no claims section: {out}");
+    }
+
+    #[test]
+    fn lists_the_claims_and_the_runs_each_side_selects() {
+        let text = "name = \"t\"\n[base]\nimage_size = 32\nchannels = 1\nclasses = 10\n\
+                    [grid]\nmodel = [\"lenet\"]\nlr = [0.001, 0.01]\nseed = [1, 2]\n\
+                    [[claims]]\nname = \"lr 0.01 beats lr 0.001\"\nbetter = { lr = 0.01 }\n\
+                    than = { lr = 0.001 }\nmargin = 0.05\n\
+                    [[claims]]\nname = \"lr 0.001 learns\"\nlearns = { lr = 0.001 }\n";
+        let grid = parse_grid(text, "t.toml").unwrap();
+        let out = describe(&grid, "t.toml");
+        let tail: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.contains("claim(s)"))
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "2 claim(s):",
+                "1. lr 0.01 beats lr 0.001 [better on best_eval_acc, margin 0.05, alpha 0.05]",
+                "   better { lr = 0.01 } selects 2 run(s): lenet lr=0.01 seed=1, lenet lr=0.01 seed=2",
+                "   than { lr = 0.001 } selects 2 run(s): lenet lr=0.001 seed=1, lenet lr=0.001 seed=2",
+                "2. lr 0.001 learns [learns: best_eval_acc above chance 0.100, alpha 0.05]",
+                "   learns { lr = 0.001 } selects 2 run(s): lenet lr=0.001 seed=1, lenet lr=0.001 seed=2",
+            ],
+            "{out}"
+        );
     }
 
     #[test]

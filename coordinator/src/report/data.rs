@@ -52,4 +52,7 @@ pub struct ReportData {
     /// Early stopping, when the grid has an `[early_stopping]` section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<super::stopping::StoppingData>,
+    /// The claims of its grid (`[[claims]]`), each side resolved to run names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ablate_common::spec::claims::Claim>,
 }

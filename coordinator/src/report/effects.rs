@@ -269,6 +269,7 @@ mod tests {
             },
             runs,
             early_stopping: None,
+            claims: Vec::new(),
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         let effects = factor_effects(&data, &summaries);
@@ -306,6 +307,7 @@ mod tests {
             },
             runs: vec![run("fc", false, 1, 0.4), run("fc", false, 2, 0.5)],
             early_stopping: None,
+            claims: Vec::new(),
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         let effects = factor_effects(&data, &summaries);

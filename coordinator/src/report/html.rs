@@ -81,6 +81,12 @@ figure.chart svg { display: block; max-width: 100%; height: auto; }
 figure.chart figcaption { color: var(--muted); font-size: 12px; margin-top: 2px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 24px; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
+.verdict { font-size: 12px; font-weight: 650; padding: 1px 8px; border-radius: 999px; }
+.verdict.holds { background: #dcfce7; color: #166534; }
+.verdict.fails { background: #fee2e2; color: #991b1b; }
+.verdict.inconclusive { background: #f3f4f6; color: #4b5563; }
+td.claim { white-space: normal; min-width: 220px; }
+td.claim small, td.why { color: var(--muted); white-space: normal; font-size: 12px; }
 "#;
 
 fn th(label: &str, num: bool) -> String {
@@ -144,6 +150,9 @@ pub fn render(view: &ReportView<'_>) -> String {
     }
     h.push_str("</section>\n");
 
+    if !view.claims.is_empty() {
+        claims_section(view, &mut h);
+    }
     runs_table(view, &mut h);
     let stopping = super::stopping::html(view, escape);
     if !stopping.is_empty() {
@@ -382,6 +391,46 @@ fn effects_section(view: &ReportView<'_>, h: &mut String) {
         h.push_str(&format!("<li>{}</li>\n", escape(&f.sentence())));
     }
     h.push_str("</ul>\n</section>\n");
+}
+
+/// The "Claims" section: a verdict badge a claim, the numbers behind it, and why.
+fn claims_section(view: &ReportView<'_>, h: &mut String) {
+    use super::claims::{comparison_text, difference_text, evidence_text, overview, statement};
+    h.push_str("<section class=\"claims\">\n<h2>Claims</h2>\n");
+    h.push_str(&format!(
+        "<p class=\"note\">{}</p>\n",
+        escape(&overview(&view.claims))
+    ));
+    h.push_str("<div class=\"scroll\"><table id=\"claims\">\n<thead><tr>");
+    for (label, num) in [
+        ("claim", false),
+        ("verdict", false),
+        ("mean ± std over seeds", true),
+        ("difference", true),
+        ("test", false),
+        ("why", false),
+    ] {
+        h.push_str(&th(label, num));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    for cv in &view.claims {
+        let outcome = cv.verdict.outcome.as_str();
+        let mut why = escape(&cv.verdict.reason);
+        for note in &cv.verdict.notes {
+            why.push_str(&format!("<br>{}", escape(note)));
+        }
+        h.push_str(&format!(
+            "<tr data-verdict=\"{outcome}\"><td class=\"claim\">{}<br><small>{}</small></td>\
+             <td><span class=\"verdict {outcome}\">{outcome}</span></td>{}{}<td class=\"test\">{}</td>\
+             <td class=\"why\">{why}</td></tr>\n",
+            escape(&cv.claim.name),
+            escape(&statement(cv.claim)),
+            td_num(&comparison_text(cv)),
+            td_num(&difference_text(cv.claim.metric, cv.verdict.difference)),
+            escape(&evidence_text(cv.claim.metric, cv.claim.form, &cv.verdict)),
+        ));
+    }
+    h.push_str("</tbody></table></div>\n</section>\n");
 }
 
 #[cfg(test)]

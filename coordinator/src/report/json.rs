@@ -8,8 +8,15 @@
 //!            "epochs": [{"epoch", "train_loss", "train_acc", "eval_loss", "eval_acc",
 //!                        "lr", "seconds"}],
 //!            "stop": {…}}],           # only for a run early stopping stopped
-//!  "early_stopping": {"rule", "compute": {…}}}   # only with [early_stopping]
+//!  "early_stopping": {"rule", "compute": {…}},   # only with [early_stopping]
+//!  "claims": [{"name", "form", "metric", "margin", "alpha", "chance",
+//!              "side": {"selector", "runs", "mean", "std", "seeds"}, "than": {…} | null,
+//!              "verdict", "difference",
+//!              "test": {"kind", "n", "t", "p", "interval", "level"},
+//!              "reason", "notes", "partial"}]}   # only when the grid states claims
 //! ```
+//!
+//! `claims` is present only when the grid states claims (see [`super::claims::JsonClaim`]).
 //!
 //! Accuracies are fractions in [0, 1]. A run with no epoch yet has `null` best_*, final
 //! and throughput numbers; a non-finite value (a diverged loss) is `null` too. Runs are in
@@ -33,6 +40,9 @@ pub struct JsonReport {
     /// Early stopping, when the grid has an `[early_stopping]` section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<JsonStopping>,
+    /// The grid's claims with their verdicts; absent when the grid states none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<super::claims::JsonClaim>,
 }
 
 /// `early_stopping`: the rule and the compute used and saved (per run, `stop`).
@@ -168,6 +178,11 @@ pub fn report(view: &ReportView<'_>) -> JsonReport {
             rule: s.rule.clone(),
             compute: super::stopping::compute(data).unwrap_or_default(),
         }),
+        claims: view
+            .claims
+            .iter()
+            .map(super::claims::JsonClaim::of)
+            .collect(),
     }
 }
 
@@ -217,6 +232,7 @@ mod tests {
             },
             runs: vec![mk("a", vec![epoch]), mk("b", vec![])],
             early_stopping: None,
+            claims: Vec::new(),
         };
         let text = render(&ReportView::new(&data));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();

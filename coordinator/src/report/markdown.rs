@@ -46,6 +46,9 @@ pub fn render(view: &ReportView<'_>) -> String {
         );
     }
     out.push_str(&view.summary_sentences().join(" "));
+    if !view.claims.is_empty() {
+        claims_section(&mut out, view);
+    }
     out.push_str("\n\n## Runs\n\n");
     out.push_str(
         "Sorted by best eval accuracy. *Epoch* is the best epoch over the epochs done; \
@@ -194,4 +197,46 @@ pub fn render(view: &ReportView<'_>) -> String {
         }
     }
     out
+}
+
+/// The "Claims" section: one row a claim with its verdict, then the reasons and caveats.
+fn claims_section(out: &mut String, view: &ReportView<'_>) {
+    use super::claims::{comparison_text, difference_text, evidence_text, statement};
+    out.push_str("\n\n## Claims\n\n");
+    out.push_str(&super::claims::overview(&view.claims));
+    out.push_str("\n\n");
+    let rows: Vec<Vec<String>> = view
+        .claims
+        .iter()
+        .map(|cv| {
+            vec![
+                format!("{}<br>{}", cell(&cv.claim.name), cell(&statement(cv.claim))),
+                format!("**{}**", cv.verdict.outcome.as_str()),
+                cell(&comparison_text(cv)),
+                difference_text(cv.claim.metric, cv.verdict.difference),
+                cell(&evidence_text(cv.claim.metric, cv.claim.form, &cv.verdict)),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            ("claim", false),
+            ("verdict", false),
+            ("mean ± std over seeds", true),
+            ("difference", true),
+            ("test", false),
+        ],
+        &rows,
+    );
+    out.push('\n');
+    for cv in &view.claims {
+        let mut line = format!("- {}: {}.", cell(&cv.claim.name), cell(&cv.verdict.reason));
+        for note in &cv.verdict.notes {
+            line.push_str(&format!(" {}.", cell(note)));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.pop();
 }

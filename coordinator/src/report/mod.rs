@@ -1,18 +1,20 @@
 //! Reports rendered from the store: tables, curves, factor effects.
 //!
 //! [`render`] turns a [`ReportData`] into Markdown, self-contained HTML, CSV or
-//! `report.json`. A report can be rendered at any time; while runs are still training it
+//! `report.json`, and the claims' verdicts as CSV. A report can be rendered at any time; while runs are still training it
 //! is marked partial.
 //!
 //! # Layout
 //! - [`data`]: the input, filled by the store.
 //! - [`summary`]: numbers derived from a run's epochs; seed aggregation.
 //! - [`effects`]: factor effects of factorial grids.
+//! - [`claims`]: the grid's claims judged on its runs (the "Claims" section).
 //! - [`view`]: everything derived, computed once, and shared number formats.
 //! - [`json`], [`csv`], [`markdown`], [`html`]: the renderers; [`charts`]: SVG curves.
 //! - [`stopping`]: early stopping: stopped runs, their reasons, the compute saved.
 
 pub mod charts;
+pub mod claims;
 pub mod csv;
 pub mod data;
 pub mod effects;
@@ -40,11 +42,19 @@ pub enum Format {
     Csv,
     /// `report.json` (`json`).
     Json,
+    /// The claims' verdicts as CSV (`claims-csv`; written as `report.claims.csv`).
+    ClaimsCsv,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 4] = [Format::Markdown, Format::Html, Format::Csv, Format::Json];
+    pub const ALL: [Format; 5] = [
+        Format::Markdown,
+        Format::Html,
+        Format::Csv,
+        Format::Json,
+        Format::ClaimsCsv,
+    ];
 
     /// The file extension (`md`, `html`, `csv`, `json`).
     pub fn extension(self) -> &'static str {
@@ -53,6 +63,7 @@ impl Format {
             Format::Html => "html",
             Format::Csv => "csv",
             Format::Json => "json",
+            Format::ClaimsCsv => "claims.csv",
         }
     }
 }
@@ -65,19 +76,20 @@ impl fmt::Display for Format {
 
 /// A format name that is none of `md`, `html`, `csv`, `json`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown report format `{0}` (expected md, html, csv or json)")]
+#[error("unknown report format `{0}` (expected md, html, csv, json or claims-csv)")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
     type Err = UnknownFormat;
 
-    /// Parses `md`/`markdown`, `html`/`htm`, `csv`, `json` (any case).
+    /// Parses `md`/`markdown`, `html`/`htm`, `csv`, `json`, `claims-csv` (any case).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "md" | "markdown" => Ok(Format::Markdown),
             "html" | "htm" => Ok(Format::Html),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
+            "claims-csv" | "claims.csv" => Ok(Format::ClaimsCsv),
             _ => Err(UnknownFormat(s.to_string())),
         }
     }
@@ -91,6 +103,7 @@ pub fn render(data: &ReportData, format: Format) -> String {
         Format::Html => html::render(&view),
         Format::Csv => csv::render(&view),
         Format::Json => json::render(&view),
+        Format::ClaimsCsv => claims::render_csv(&view.claims),
     }
 }
 
@@ -107,7 +120,7 @@ mod tests {
         let err = "pdf".parse::<Format>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown report format `pdf` (expected md, html, csv or json)"
+            "unknown report format `pdf` (expected md, html, csv, json or claims-csv)"
         );
         for f in Format::ALL {
             assert_eq!(f.extension().parse::<Format>(), Ok(f));

@@ -336,6 +336,7 @@ mod tests {
                 run("cnn bn=false seed=2", Some(2), vec![]),
             ],
             early_stopping: None,
+            claims: Vec::new(),
         };
         let summaries: Vec<RunSummary> = data.runs.iter().map(RunSummary::of).collect();
         assert_eq!(table_order(&data, &summaries), vec![1, 2, 0, 3]);

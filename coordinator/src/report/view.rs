@@ -1,6 +1,7 @@
 //! What every renderer needs, computed once: per-run summaries, the table order, seed
 //! groups, factor effects; and the number formats the human-readable renderers share.
 
+use super::claims::{verdicts, ClaimVerdict};
 use super::data::{ReportData, RunData};
 use super::effects::{factor_effects, worth_showing, FactorEffect};
 use super::summary::{
@@ -22,6 +23,8 @@ pub struct ReportView<'a> {
     pub effects: Vec<FactorEffect>,
     /// Whether runs or the experiment may still change.
     pub partial: bool,
+    /// The grid's claims with their verdicts (empty when it states none).
+    pub claims: Vec<ClaimVerdict<'a>>,
 }
 
 impl<'a> ReportView<'a> {
@@ -34,7 +37,9 @@ impl<'a> ReportView<'a> {
         let aggregated = super::stopping::without_stopped(data, &summaries);
         let groups = seed_groups(data, &aggregated);
         let effects = factor_effects(data, &aggregated);
+        let claims = verdicts(data, &summaries);
         ReportView {
+            claims,
             partial: is_partial(data),
             data,
             summaries,

@@ -421,6 +421,11 @@ impl Store {
                 error,
             });
         }
+        let (file_name, grid_toml): (String, String) = self.conn.query_row(
+            "SELECT file_name, grid_toml FROM experiments WHERE id = ?1",
+            params![exp.id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         Ok(Some(ReportData {
             experiment: ExperimentInfo {
                 id: exp.id.clone(),
@@ -429,6 +434,7 @@ impl Store {
             },
             runs,
             early_stopping: None,
+            claims: crate::report::claims::claims_of_grid(&grid_toml, &file_name),
         }))
     }
 }
