@@ -494,6 +494,7 @@ mod tests {
                 // Stopped at a higher accuracy than any finished run (a loss metric, say).
                 run("c", "lenet lr=0.3", "stopped", &[0.9]),
             ],
+            claims: Vec::new(),
             early_stopping: Some(StoppingData {
                 rule: "median rule from epoch 1".into(),
                 runs: [
