@@ -19,6 +19,7 @@
 //! - [`report`]: rendering an experiment's report (Markdown, HTML, CSV, JSON).
 //! - [`tensorboard`]: TensorBoard event files of each run's scalars.
 //! - [`cli_models`]: `ablate models`.
+//! - [`users`]: user names on submits and users' share weights.
 
 pub mod auth;
 pub mod checkpoints;
@@ -37,3 +38,4 @@ pub mod single_node;
 pub mod state;
 pub mod store;
 pub mod tensorboard;
+pub mod users;

@@ -1,7 +1,7 @@
 //! The tables. Each migration brings the file from `user_version` N-1 to N.
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -96,5 +96,9 @@ CREATE TABLE workers (
     registered_ms INTEGER NOT NULL,
     last_seen_ms  INTEGER NOT NULL
 );
+"#,
+    // 1 → 2: who submitted each experiment (the fair share is per user first).
+    r#"
+ALTER TABLE experiments ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
 "#,
 ];
