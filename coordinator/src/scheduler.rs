@@ -571,7 +571,7 @@ impl Scheduler {
                 .gpu_workers
                 .iter()
                 .filter(|(_, total, _)| *total >= head.gpus)
-                .min_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)))?;
+                .min_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(b.0)))?;
             return Some(Reservation {
                 run_id: head.id.to_string(),
                 gpus: head.gpus,
