@@ -22,6 +22,7 @@
 //! - [`cli_models`]: `ablate models`.
 //! - [`early_stop`]: the early-stopping rules' decisions from stored epochs (pure; the
 //!   coordinator applies them in `state::stopping`).
+//! - [`users`]: user names on submits and users' share weights.
 
 pub mod auth;
 pub mod checkpoints;
@@ -43,3 +44,4 @@ pub mod state;
 pub mod stats;
 pub mod store;
 pub mod tensorboard;
+pub mod users;

@@ -17,9 +17,10 @@
 //!
 //! # Placement
 //! A worker asks with its free devices; the scheduler picks the run:
-//! - **fair share**: experiments with queued runs are visited by the devices they hold per
-//!   unit of weight (their grid's `priority`), smallest first, so experiments interleave;
-//!   within an experiment, runs go in index order;
+//! - **fair share**: users first, by the devices their experiments hold per unit of the
+//!   user's weight (`ablate serve --user-weight`), smallest first; within a user, its
+//!   experiments by the devices they hold per unit of their grid's `priority`; so users and
+//!   experiments interleave; within an experiment, runs go in index order;
 //! - **reservation**: the first experiment of that order whose head (its first queued run)
 //!   needs several GPUs gets one worker for that run, the connected one with the most free
 //!   GPUs among those large enough; that worker's GPUs go to nothing else until the run fits
@@ -353,9 +354,10 @@ pub struct Reservation {
 
 /// What the connected workers offer, as the coordinator counts it.
 #[derive(Debug, Clone, Default)]
-struct ClusterView {
-    /// (worker id, GPUs, GPUs not under a lease) of each connected worker.
-    gpu_workers: Vec<(String, u32, u32)>,
+struct ClusterView<'a> {
+    /// (worker id, GPUs, GPUs not under a lease) of each connected worker, in no order
+    /// (every use breaks ties by id).
+    gpu_workers: Vec<(&'a str, u32, u32)>,
     /// Connected workers in all.
     connected: usize,
     /// Whether a connected worker offers `cpu`.
@@ -370,7 +372,7 @@ struct ClusterView {
 #[derive(Debug)]
 pub struct Pending<'a> {
     sched: &'a Scheduler,
-    view: ClusterView,
+    view: ClusterView<'a>,
     reservation: Option<Reservation>,
 }
 
@@ -408,7 +410,7 @@ impl Pending<'_> {
                     let most_free = v
                         .gpu_workers
                         .iter()
-                        .filter(|(w, ..)| reservation.as_ref().is_none_or(|r| &r.worker_id != w))
+                        .filter(|(w, ..)| reservation.as_ref().is_none_or(|r| r.worker_id != *w))
                         .map(|(_, _, free)| *free)
                         .max()
                         .unwrap_or(0);
@@ -500,6 +502,16 @@ impl Scheduler {
         self.index.set_weight(experiment_id, weight);
     }
 
+    /// Records the user who submitted an experiment (its share counts towards theirs).
+    pub fn set_user(&mut self, experiment_id: &str, user: &str) {
+        self.index.set_user(experiment_id, user);
+    }
+
+    /// Sets a user's share weight against other users (1 unless set).
+    pub fn set_user_weight(&mut self, user: &str, weight: u32) {
+        self.index.set_user_weight(user, weight);
+    }
+
     /// Every registered worker.
     pub fn workers(&self) -> impl Iterator<Item = &WorkerInfo> {
         self.workers.values()
@@ -523,7 +535,7 @@ impl Scheduler {
             .unwrap_or_else(|| worker_id.to_string())
     }
 
-    fn view(&self, now: Millis) -> ClusterView {
+    fn view(&self, now: Millis) -> ClusterView<'_> {
         let mut view = ClusterView::default();
         for w in self.workers.values() {
             if !self.is_connected(&w.id, now) {
@@ -542,18 +554,17 @@ impl Scheduler {
                 let used =
                     busy.map_or(0, |b| b.iter().filter(|d| d.starts_with("cuda:")).count()) as u32;
                 view.gpu_workers
-                    .push((w.id.clone(), total, total.saturating_sub(used)));
+                    .push((w.id.as_str(), total, total.saturating_sub(used)));
                 view.max_gpus = view.max_gpus.max(total);
             }
         }
-        view.gpu_workers.sort_by(|a, b| a.0.cmp(&b.0));
         view
     }
 
     /// The first experiment of the fair order whose head (its first queued run that a
     /// connected worker can ever hold) needs several GPUs, and the worker held for that run:
     /// the one with the most free GPUs (then the smallest, then by id).
-    fn reservation_in(&self, view: &ClusterView) -> Option<Reservation> {
+    fn reservation_in(&self, view: &ClusterView<'_>) -> Option<Reservation> {
         for exp in self.index.fair_order() {
             let Some(head) = self.index.first_fitting(exp, |g| {
                 if g == 0 {
@@ -571,11 +582,11 @@ impl Scheduler {
                 .gpu_workers
                 .iter()
                 .filter(|(_, total, _)| *total >= head.gpus)
-                .min_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)))?;
+                .min_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(b.0)))?;
             return Some(Reservation {
                 run_id: head.id.to_string(),
                 gpus: head.gpus,
-                worker_id: worker_id.clone(),
+                worker_id: worker_id.to_string(),
                 free: *free,
             });
         }
@@ -783,10 +794,10 @@ impl Scheduler {
         }
 
         let mut view = self.view(now);
-        if !view.gpu_workers.iter().any(|(w, ..)| w == worker_id) && n_free > 0 {
+        if !view.gpu_workers.iter().any(|(w, ..)| *w == worker_id) && n_free > 0 {
             // Asking proves it is connected, even before its first `touch`.
             view.gpu_workers
-                .push((worker_id.to_string(), gpu_count(&worker.devices), n_free));
+                .push((worker.id.as_str(), gpu_count(&worker.devices), n_free));
             view.max_gpus = view.max_gpus.max(gpu_count(&worker.devices));
         }
         let reservation = self.reservation_in(&view);
@@ -800,7 +811,7 @@ impl Scheduler {
             // where a small run would fit more tightly than here.
             let mut tighter: BTreeMap<u32, usize> = BTreeMap::new();
             for (w, _, f) in &view.gpu_workers {
-                if w != worker_id && reservation.as_ref().is_none_or(|r| &r.worker_id != w) {
+                if *w != worker_id && reservation.as_ref().is_none_or(|r| r.worker_id != *w) {
                     *tighter.entry(*f).or_default() += 1;
                 }
             }
@@ -1717,5 +1728,129 @@ mod tests {
             .reason(s.run("one").unwrap())
             .unwrap()
             .starts_with("waiting for 1 free GPU on one worker (the most free now: 0); worker host-w is held for run two"));
+    }
+
+    /// Fills `w`'s eight GPUs with 1-GPU runs; returns the runs placed per experiment id.
+    fn fill_eight(s: &mut Scheduler, now: Millis) -> BTreeMap<String, usize> {
+        let mut free = gpus(8);
+        let mut by_exp: BTreeMap<String, usize> = BTreeMap::new();
+        while let Some((id, devices)) = take(s, "w", &free, now) {
+            free = minus(&free, &devices);
+            *by_exp
+                .entry(s.run(&id).unwrap().experiment_id.clone())
+                .or_default() += 1;
+        }
+        by_exp
+    }
+
+    fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+        pairs.iter().map(|(e, n)| (e.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn users_share_the_cluster_before_their_experiments_do() {
+        let now = 5_000;
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        // alice has three experiments, bob one: without users bob would get 2 of 8.
+        for exp in 1..=4 {
+            for i in 0..10 {
+                run(&mut s, &format!("e{exp}-{i}"), exp, i, 1);
+            }
+        }
+        for exp in ["e1", "e2", "e3"] {
+            s.set_user(exp, "alice");
+        }
+        s.set_user("e4", "bob");
+        assert_eq!(
+            fill_eight(&mut s, now),
+            counts(&[("e1", 2), ("e2", 1), ("e3", 1), ("e4", 4)])
+        );
+
+        // When bob's runs end, alice's experiments take the freed GPUs (nothing idles).
+        for i in 0..4 {
+            let c = s.complete("w", &format!("e4-{i}"), 1).unwrap();
+            s.commit([c]);
+        }
+        for i in 4..10 {
+            let c = s.cancel(&[format!("e4-{i}")]);
+            s.commit(c);
+        }
+        let after = fill_eight(&mut s, now + 1_000);
+        assert_eq!(after.values().sum::<usize>(), 4);
+        assert!(!after.contains_key("e4"));
+    }
+
+    #[test]
+    fn a_user_weight_changes_the_users_share() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        for exp in 1..=3 {
+            for i in 0..10 {
+                run(&mut s, &format!("e{exp}-{i}"), exp, i, 1);
+            }
+        }
+        s.set_user("e1", "alice");
+        s.set_user("e2", "alice");
+        s.set_user("e3", "bob");
+        s.set_user_weight("bob", 3);
+        // bob (weight 3) gets three times alice's devices, although she has two experiments.
+        assert_eq!(
+            fill_eight(&mut s, 0),
+            counts(&[("e1", 1), ("e2", 1), ("e3", 6)])
+        );
+    }
+
+    #[test]
+    fn priority_moves_devices_between_one_users_experiments_only() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        for exp in 1..=3 {
+            for i in 0..10 {
+                run(&mut s, &format!("e{exp}-{i}"), exp, i, 1);
+            }
+        }
+        s.set_user("e1", "alice");
+        s.set_user("e2", "alice");
+        s.set_user("e3", "bob");
+        s.set_weight("e1", 3);
+        // alice's priority-3 experiment gets three of her four GPUs; bob keeps his half.
+        assert_eq!(
+            fill_eight(&mut s, 0),
+            counts(&[("e1", 3), ("e2", 1), ("e3", 4)])
+        );
+    }
+
+    #[test]
+    fn a_user_set_after_placement_carries_what_the_experiment_holds() {
+        let mut s = Scheduler::new(TTL);
+        gpu_worker(&mut s, "w", 8);
+        // e0 already holds four GPUs when it is attributed to alice (a restart loads the
+        // users before the runs, but the order must not matter).
+        for i in 0..4u32 {
+            running(
+                &mut s,
+                &format!("held{i}"),
+                0,
+                i,
+                "w",
+                &[&format!("cuda:{i}")],
+            );
+        }
+        for exp in 1..=2 {
+            for i in 0..10 {
+                run(&mut s, &format!("e{exp}-{i}"), exp, i, 1);
+            }
+        }
+        s.set_user("e0", "alice");
+        s.set_user("e1", "alice");
+        s.set_user("e2", "bob");
+        let mut free = gpus(8)[4..].to_vec();
+        let mut placed = Vec::new();
+        while let Some((id, devices)) = take(&mut s, "w", &free, 0) {
+            free = minus(&free, &devices);
+            placed.push(id);
+        }
+        assert_eq!(placed, ["e2-0", "e2-1", "e2-2", "e2-3"]);
     }
 }

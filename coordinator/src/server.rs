@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub keep_checkpoints: usize,
     /// TLS; `None` serves plain HTTP/2 (loopback, or `--insecure-plaintext`).
     pub tls: Option<ServerTls>,
+    /// Users' share weights against each other (a user not named here has 1).
+    pub user_weights: Vec<(String, u32)>,
 }
 
 /// The server's TLS material (PEM).
@@ -115,6 +117,7 @@ impl ServerConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             keep_checkpoints: 1,
             tls: None,
+            user_weights: Vec::new(),
         }
     }
 }
@@ -134,6 +137,9 @@ pub async fn serve(
         lease_ttl: config.lease_ttl,
         keep_checkpoints: config.keep_checkpoints,
     })?;
+    for (user, weight) in &config.user_weights {
+        coord.set_user_weight(user, *weight);
+    }
     serve_state(
         coord,
         config.tokens.as_ref(),

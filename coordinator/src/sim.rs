@@ -149,6 +149,12 @@ pub struct SimReport {
     pub store_mib: f64,
     /// Wall time of the whole simulation, seconds.
     pub wall_s: f64,
+    /// Reference measured in the same run on the same disk: a one-row commit to a scratch
+    /// SQLite file (WAL) with `synchronous = FULL` (an fsync per commit, what a placement
+    /// cost before) and with `NORMAL` (what the store does).
+    pub commit_full: Percentiles,
+    /// See [`SimReport::commit_full`].
+    pub commit_normal: Percentiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -550,6 +556,10 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         .map(|m| m.len())
         .sum::<u64>();
     let (process_cpu_s, peak_rss_mib) = process_usage();
+    let wall_s = wall.elapsed().as_secs_f64();
+    drop(coord);
+    let commit_full = commit_reference(&cfg.data_dir, "FULL", REFERENCE_COMMITS)?;
+    let commit_normal = commit_reference(&cfg.data_dir, "NORMAL", REFERENCE_COMMITS)?;
     Ok(SimReport {
         workers: cfg.workers,
         gpus: total_gpus,
@@ -574,8 +584,39 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         process_cpu_s,
         peak_rss_mib,
         store_mib: store as f64 / (1024.0 * 1024.0),
-        wall_s: wall.elapsed().as_secs_f64(),
+        wall_s,
+        commit_full,
+        commit_normal,
     })
+}
+
+/// Commits timed for the reference rows.
+const REFERENCE_COMMITS: usize = 1_000;
+
+/// Latency of `n` one-row commits to a scratch WAL-mode SQLite file in `dir` with the
+/// given `synchronous` setting.
+fn commit_reference(
+    dir: &std::path::Path,
+    synchronous: &str,
+    n: usize,
+) -> anyhow::Result<Percentiles> {
+    let path = dir.join(format!("reference-{}.sqlite", synchronous.to_lowercase()));
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")?;
+    conn.execute("INSERT INTO t (id, v) VALUES (1, 0)", [])?;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        conn.execute("UPDATE t SET v = ?1 WHERE id = 1", [i as i64])?;
+        samples.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(Percentiles::of(samples))
 }
 
 /// The report as a Markdown table.
@@ -665,5 +706,14 @@ pub fn table(r: &SimReport, goals: bool) -> String {
         format!("{:.1} MiB", r.store_mib),
     );
     row("wall time of the simulation", format!("{:.1} s", r.wall_s));
+    for (setting, p) in [("FULL", &r.commit_full), ("NORMAL", &r.commit_normal)] {
+        row(
+            &format!("reference: one-row commit, WAL, synchronous = {setting}, p50 / p99"),
+            format!(
+                "{:.0} µs / {:.0} µs ({} commits, same disk, same run)",
+                p.p50_us, p.p99_us, p.count
+            ),
+        );
+    }
     format!("| measure | value |\n|---|---|\n{out}")
 }

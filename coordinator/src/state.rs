@@ -337,6 +337,9 @@ impl Coordinator {
         for (experiment_id, grid_toml) in store.unfinished_grids()? {
             sched.set_weight(&experiment_id, stored_priority(&grid_toml));
         }
+        for (experiment_id, user) in store.unfinished_users()? {
+            sched.set_user(&experiment_id, &user);
+        }
         for run in store.load_runs()? {
             sched.insert_run(run);
         }
@@ -391,6 +394,16 @@ impl Coordinator {
             .runs()
             .filter(|r| !r.state.is_terminal() || r.lease.is_some())
             .count()
+    }
+
+    /// Sets a user's share weight against other users (`ablate serve --user-weight`).
+    pub fn set_user_weight(&self, user: &str, weight: u32) {
+        self.lock().sched.set_user_weight(user, weight);
+    }
+
+    /// The user who submitted an experiment (`""`: not named).
+    pub fn submitted_by(&self, experiment_id: &str) -> Result<String, CoordError> {
+        Ok(self.lock().store.submitted_by(experiment_id)?)
     }
 
     /// The data directory.
@@ -457,8 +470,22 @@ impl Coordinator {
 
     // ---- users ----------------------------------------------------------------------
 
-    /// Parses, validates and queues a grid.
+    /// Parses, validates and queues a grid (submitted by no named user).
     pub fn submit(&self, grid_toml: &str, file_name: &str) -> Result<Submitted, CoordError> {
+        self.submit_as(grid_toml, file_name, "")
+    }
+
+    /// Parses, validates and queues a grid submitted by `user` (`""`: not named), whose
+    /// fair share it then counts towards.
+    pub fn submit_as(
+        &self,
+        grid_toml: &str,
+        file_name: &str,
+        user: &str,
+    ) -> Result<Submitted, CoordError> {
+        if !user.is_empty() {
+            crate::users::check_user_name(user).map_err(|m| CoordError::invalid("user", m))?;
+        }
         let grid = parse_grid(grid_toml, file_name)?;
         let now = self.now();
         let id = new_id(&grid.name);
@@ -494,17 +521,26 @@ impl Coordinator {
             for run in &new_runs {
                 tx.insert_run(run)?;
             }
+            if !user.is_empty() {
+                tx.set_submitted_by(&id, user)?;
+            }
+            let by = if user.is_empty() {
+                String::new()
+            } else {
+                format!(" by {user}")
+            };
             tx.event(
                 Some(&id),
                 None,
                 None,
                 "submitted",
-                &format!("{} runs from {file_name}", new_runs.len()),
+                &format!("{} runs from {file_name}{by}", new_runs.len()),
                 now,
             )?;
             Ok(seq)
         })?;
         inner.sched.set_weight(&id, grid.priority);
+        inner.sched.set_user(&id, user);
         for run in &new_runs {
             inner.sched.insert_run(RunSched::queued(
                 &run.id,

@@ -100,15 +100,36 @@ fn grid_completes_on_two_workers() {
 fn killed_worker_run_resumes_on_the_other_worker() {
     let mut cluster = Cluster::new(3);
     cluster.start_coordinator();
-    cluster.start_worker();
-    submit(&cluster, "grid.toml", &lenet_grid("survive", 5, 1024, &[1]));
-    // Worker 0 alone: it takes the run; kill it once an epoch is stored.
-    cluster.wait_for("survive", 3 * MINUTES, "the first epoch", |s| {
-        s.runs
-            .iter()
-            .any(|r| r.state == "running" && r.best_eval_acc >= 0.0 && r.current_epoch >= 2)
-    });
+    // Worker 0 runs with the test hold: after each epoch its training waits while
+    // `hold/hold` exists, so the kill lands mid-run by construction, after epoch 1 and
+    // with epochs left to do, however fast or slow the machine is.
+    let hold = tempfile::tempdir().unwrap();
+    std::fs::write(hold.path().join("hold"), b"").unwrap();
+    cluster.start_worker_with_env(&[("ABLATE_TEST_HOLD_DIR", hold.path().to_str().unwrap())]);
+    submit(&cluster, "grid.toml", &lenet_grid("survive", 3, 256, &[1]));
+    // Held after epoch 1, whose checkpoint upload goes on during the hold: wait for the
+    // coordinator to store it.
+    cluster.wait_for(
+        "survive",
+        3 * MINUTES,
+        "epoch 1 and its checkpoint stored",
+        |s| {
+            s.runs
+                .iter()
+                .any(|r| r.state == "running" && r.checkpoint_epoch >= 1)
+        },
+    );
+    assert!(
+        cluster.workers[0]
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains("test hold: waiting"),
+        "worker0 should be held after epoch 1:\n{}",
+        cluster.logs()
+    );
     cluster.kill_worker(0);
+    // Worker 1 runs without the hold.
     cluster.start_worker();
     let status = cluster.wait_for(
         "survive",
@@ -125,7 +146,7 @@ fn killed_worker_run_resumes_on_the_other_worker() {
         cluster.logs()
     );
     let report = report_json(&cluster, "survive");
-    assert_complete(&report, 1, 5);
+    assert_complete(&report, 1, 3);
     assert_eq!(report["runs"][0]["attempts"], 2);
     // Attempt 2 resumed from the checkpoint instead of starting over.
     let log = cluster.workers[1].as_ref().unwrap().log_text();
@@ -142,28 +163,44 @@ fn killed_worker_run_resumes_on_the_other_worker() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(epoch >= 1, "{resumed}");
+    assert_eq!(epoch, 1, "{resumed}");
 }
 
 #[test]
 fn coordinator_killed_mid_grid_loses_nothing() {
     let mut cluster = Cluster::new(10);
     cluster.start_coordinator();
-    cluster.start_worker();
-    cluster.start_worker();
+    // Both workers hold their first run after epoch 1 (the test hold), so the coordinator
+    // dies while two runs are mid-way by construction; the hold is lifted after the
+    // restart.
+    let hold = tempfile::tempdir().unwrap();
+    std::fs::write(hold.path().join("hold"), b"").unwrap();
+    let env = [("ABLATE_TEST_HOLD_DIR", hold.path().to_str().unwrap())];
+    cluster.start_worker_with_env(&env);
+    cluster.start_worker_with_env(&env);
     submit(
         &cluster,
         "grid.toml",
         &lenet_grid("restart", 4, 512, &[1, 2, 3, 4]),
     );
-    let before = cluster.wait_for("restart", 3 * MINUTES, "a run in its second epoch", |s| {
+    let held = |c: &Cluster| {
+        c.workers
+            .iter()
+            .flatten()
+            .all(|w| w.log_text().contains("test hold: waiting"))
+    };
+    let before = cluster.wait_for("restart", 3 * MINUTES, "two runs held after epoch 1", |s| {
         s.runs
             .iter()
-            .any(|r| r.state == "running" && r.current_epoch >= 2)
+            .filter(|r| r.state == "running" && r.best_eval_acc >= 0.0)
+            .count()
+            == 2
+            && held(&cluster)
     });
     cluster.kill_coordinator();
     std::thread::sleep(Duration::from_secs(2));
     cluster.start_coordinator();
+    std::fs::remove_file(hold.path().join("hold")).unwrap();
     let after = cluster.wait_for(
         "restart",
         5 * MINUTES,

@@ -64,6 +64,10 @@ pub(super) struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (tokens cross the network in clear text).
     #[arg(long, env = "ABLATE_INSECURE_PLAINTEXT")]
     insecure_plaintext: bool,
+    /// A user's share weight, NAME=W (W from 1 to 100; repeatable): users share the cluster
+    /// by their weights (1 when not named), then each user's experiments by `priority`.
+    #[arg(long, value_parser = crate::users::parse_user_weight)]
+    user_weight: Vec<(String, u32)>,
 }
 
 impl ServeArgs {
@@ -179,6 +183,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         lease_ttl: args.lease_ttl,
         keep_checkpoints: args.keep_checkpoints as usize,
         tls,
+        user_weights: args.user_weight,
     };
     serve(config, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

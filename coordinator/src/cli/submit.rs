@@ -17,6 +17,10 @@ pub(super) struct SubmitArgs {
     /// Follow the experiment until it is done.
     #[arg(long)]
     watch: bool,
+    /// Who submits (default: $USER when it is a valid name): the cluster is shared fairly
+    /// between users first, then between each user's experiments.
+    #[arg(long, value_parser = parse_user)]
+    user: Option<String>,
     #[command(flatten)]
     remote: Remote,
 }
@@ -48,11 +52,34 @@ pub(super) async fn submit(
     text: String,
     file_name: String,
 ) -> anyhow::Result<proto::SubmitResponse> {
+    submit_as(client, text, file_name, None).await
+}
+
+fn parse_user(name: &str) -> Result<String, String> {
+    crate::users::check_user_name(name)?;
+    Ok(name.to_string())
+}
+
+/// [`submit`] in the name of `user` (metadata `ablate-user`).
+pub(super) async fn submit_as(
+    client: &mut crate::client::Client,
+    text: String,
+    file_name: String,
+    user: Option<&str>,
+) -> anyhow::Result<proto::SubmitResponse> {
+    let mut request = tonic::Request::new(proto::SubmitRequest {
+        grid_toml: text,
+        file_name,
+    });
+    if let Some(user) = user {
+        request.metadata_mut().insert(
+            crate::users::USER_METADATA_KEY,
+            user.parse()
+                .map_err(|_| anyhow::anyhow!("--user `{user}`: not a valid metadata value"))?,
+        );
+    }
     let response = client
-        .submit(proto::SubmitRequest {
-            grid_toml: text,
-            file_name,
-        })
+        .submit(request)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
     Ok(response.into_inner())
@@ -61,7 +88,12 @@ pub(super) async fn submit(
 pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let (text, file_name) = read_grid(&args.grid)?;
     let mut client = args.remote.connect().await?;
-    let submitted = submit(&mut client, text, file_name).await?;
+    let user = args.user.or_else(|| {
+        std::env::var("USER")
+            .ok()
+            .filter(|u| crate::users::check_user_name(u).is_ok())
+    });
+    let submitted = submit_as(&mut client, text, file_name, user.as_deref()).await?;
     println!(
         "submitted {} ({}): {} runs",
         submitted.experiment_id, submitted.name, submitted.runs

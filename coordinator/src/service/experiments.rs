@@ -31,6 +31,20 @@ impl ExperimentsService {
 /// The longest experiment id, name or run id a user may send.
 const MAX_KEY_BYTES: usize = 256;
 
+/// The submitting user's name from the `ablate-user` metadata (`""` when absent).
+fn submitting_user(metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
+    use crate::users::{check_user_name, USER_METADATA_KEY};
+    let Some(value) = metadata.get(USER_METADATA_KEY) else {
+        return Ok(String::new());
+    };
+    let name = value.to_str().map_err(|_| {
+        Status::invalid_argument(format!("{USER_METADATA_KEY}: not printable ASCII"))
+    })?;
+    check_user_name(name)
+        .map_err(|e| Status::invalid_argument(format!("{USER_METADATA_KEY}: {e}")))?;
+    Ok(name.to_string())
+}
+
 fn experiment_key(value: String) -> Result<String, Status> {
     if value.len() > MAX_KEY_BYTES {
         return Err(Status::invalid_argument(format!(
@@ -53,6 +67,7 @@ impl Experiments for ExperimentsService {
         &self,
         request: Request<proto::SubmitRequest>,
     ) -> Result<Response<proto::SubmitResponse>, Status> {
+        let user = submitting_user(request.metadata())?;
         let r = request.into_inner();
         if r.grid_toml.trim().is_empty() {
             return Err(Status::invalid_argument("grid_toml: the grid is empty"));
@@ -77,7 +92,7 @@ impl Experiments for ExperimentsService {
         let coord = self.coord.clone();
         let submitted = blocking(move || {
             super::test_hold::pause("submit");
-            Ok(coord.submit(&r.grid_toml, &file_name)?)
+            Ok(coord.submit_as(&r.grid_toml, &file_name, &user)?)
         })
         .await?;
         Ok(Response::new(proto::SubmitResponse {

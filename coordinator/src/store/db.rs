@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use tracing::warn;
 
+use super::checkpointer::{Checkpointer, CHECKPOINT_EVERY, WRITER_CHECKPOINT_PAGES};
 use super::records::{
     AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow,
 };
@@ -61,6 +63,9 @@ fn corrupt(what: &'static str, message: impl fmt::Display) -> StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Checkpoints the write-ahead log off the request path (`None`: SQLite's automatic
+    /// checkpoint in the writer does it).
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl fmt::Debug for Store {
@@ -92,8 +97,13 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        // FULL: a committed transaction survives a power cut too, not just a kill.
-        conn.pragma_update(None, "synchronous", "FULL")
+        // NORMAL in WAL mode: a commit is in the log (the OS's page cache) before it returns,
+        // so whatever was acknowledged survives the coordinator's process dying at any
+        // instant (kill -9, panic, OOM), without an fsync per placement or heartbeat under
+        // the state lock. Only an OS crash or power cut can lose the last commits; the file
+        // stays consistent, and a placement lost that way is fenced: the run's attempt is
+        // the one before, so its worker's next message is refused as stale and it stops.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
@@ -114,9 +124,21 @@ impl Store {
                 .map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
+        let checkpointer = match Checkpointer::spawn(path, CHECKPOINT_EVERY) {
+            Ok(c) => {
+                conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+                    .map_err(open_err)?;
+                Some(c)
+            }
+            Err(e) => {
+                warn!(store = %path.display(), "checkpoints stay in the writer: {e}");
+                None
+            }
+        };
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -240,6 +262,32 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (id, user) of every experiment that has runs not yet terminal and was submitted by
+    /// a named user.
+    pub fn unfinished_users(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.id, e.submitted_by FROM experiments e WHERE e.submitted_by != ''
+             AND EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.id
+                         AND r.state IN ('queued', 'running'))
+             ORDER BY e.seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The user who submitted an experiment (`""`: not recorded).
+    pub fn submitted_by(&self, experiment_id: &str) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT submitted_by FROM experiments WHERE id = ?1",
+                params![experiment_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
     /// An experiment by id, else the newest with that name.
     pub fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>, StoreError> {
         let sql = format!(
@@ -299,21 +347,20 @@ impl Store {
     pub fn assignment(&self, run_id: &str) -> Result<Option<AssignmentRow>, StoreError> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT experiment_id, name, spec_json, checkpoint_epoch, checkpoint_file, params
                  FROM runs WHERE id = ?1",
-                params![run_id],
-                |row| {
-                    Ok(AssignmentRow {
-                        experiment_id: row.get(0)?,
-                        name: row.get(1)?,
-                        spec_json: row.get(2)?,
-                        checkpoint_epoch: row.get(3)?,
-                        checkpoint_file: row.get(4)?,
-                        params: row.get(5)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![run_id], |row| {
+                Ok(AssignmentRow {
+                    experiment_id: row.get(0)?,
+                    name: row.get(1)?,
+                    spec_json: row.get(2)?,
+                    checkpoint_epoch: row.get(3)?,
+                    checkpoint_file: row.get(4)?,
+                    params: row.get(5)?,
+                })
+            })
             .optional()?)
     }
 
@@ -544,6 +591,15 @@ impl Tx<'_> {
         Ok(self.tx.last_insert_rowid() as u64)
     }
 
+    /// Records who submitted an experiment.
+    pub fn set_submitted_by(&self, experiment_id: &str, user: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE experiments SET submitted_by = ?2 WHERE id = ?1",
+            params![experiment_id, user],
+        )?;
+        Ok(())
+    }
+
     /// Inserts a new run, `queued`.
     pub fn insert_run(&self, r: &NewRun) -> Result<(), StoreError> {
         let factors = serde_json::to_string(&r.factors).map_err(|e| corrupt("factors", e))?;
@@ -580,11 +636,14 @@ impl Tx<'_> {
             ),
             None => (None, None, None),
         };
-        let updated = self.tx.execute(
-            "UPDATE runs SET state = ?2, attempt = ?3, failures = ?4, worker_id = ?5,
+        let updated = self
+            .tx
+            .prepare_cached(
+                "UPDATE runs SET state = ?2, attempt = ?3, failures = ?4, worker_id = ?5,
                     devices_json = ?6, lease_deadline_ms = ?7, error = ?8
              WHERE id = ?1",
-            params![
+            )?
+            .execute(params![
                 run.id,
                 run.state.as_str(),
                 run.attempt,
@@ -593,32 +652,28 @@ impl Tx<'_> {
                 devices,
                 deadline,
                 run.error
-            ],
-        )?;
+            ])?;
         if updated != 1 {
             return Err(corrupt("runs", format!("no run `{}` to update", run.id)));
         }
         if change.attempt_started() {
-            self.tx.execute(
+            self.tx.prepare_cached(
                 "UPDATE runs SET attempt_started_ms = ?2, started_ms = COALESCE(started_ms, ?2),
                         current_step = 0
                  WHERE id = ?1",
-                params![run.id, now],
-            )?;
+)?.execute(params![run.id, now])?;
         }
         if change.attempt_ended() {
-            self.tx.execute(
+            self.tx.prepare_cached(
                 "UPDATE runs SET wall_s = wall_s + MAX(0, ?2 - COALESCE(attempt_started_ms, ?2)) / 1000.0,
                         attempt_started_ms = NULL
                  WHERE id = ?1",
-                params![run.id, now],
-            )?;
+)?.execute(params![run.id, now])?;
         }
         if run.state.is_terminal() && !change.before.state.is_terminal() {
-            self.tx.execute(
-                "UPDATE runs SET finished_ms = ?2 WHERE id = ?1",
-                params![run.id, now],
-            )?;
+            self.tx
+                .prepare_cached("UPDATE runs SET finished_ms = ?2 WHERE id = ?1")?
+                .execute(params![run.id, now])?;
         }
         if change.kind.logged() {
             self.event(
@@ -643,28 +698,30 @@ impl Tx<'_> {
         message: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
-        self.tx.execute(
-            "INSERT INTO events (at_ms, experiment_id, run_id, attempt, kind, message)
+        self.tx
+            .prepare_cached(
+                "INSERT INTO events (at_ms, experiment_id, run_id, attempt, kind, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![now, experiment_id, run_id, attempt, kind, message],
-        )?;
+            )?
+            .execute(params![now, experiment_id, run_id, attempt, kind, message])?;
         Ok(())
     }
 
     /// Where a run is, for progress bars.
     pub fn progress(&self, run_id: &str, p: &ProgressUpdate) -> Result<(), StoreError> {
-        self.tx.execute(
-            "UPDATE runs SET current_epoch = ?2, current_step = ?3, steps_per_epoch = ?4,
+        self.tx
+            .prepare_cached(
+                "UPDATE runs SET current_epoch = ?2, current_step = ?3, steps_per_epoch = ?4,
                     last_loss = COALESCE(?5, last_loss)
              WHERE id = ?1",
-            params![
+            )?
+            .execute(params![
                 run_id,
                 p.current_epoch,
                 p.current_step,
                 p.steps_per_epoch,
                 p.last_loss.and_then(finite)
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
@@ -677,11 +734,14 @@ impl Tx<'_> {
         e: &EpochRecord,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let inserted = self.tx.execute(
-            "INSERT OR IGNORE INTO epochs (run_id, epoch, attempt, train_loss, train_acc,
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO epochs (run_id, epoch, attempt, train_loss, train_acc,
                     eval_loss, eval_acc, lr, seconds, images_per_sec, recorded_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
+            )?
+            .execute(params![
                 run_id,
                 e.epoch,
                 attempt,
@@ -693,8 +753,7 @@ impl Tx<'_> {
                 finite(e.seconds),
                 finite(e.images_per_sec),
                 now
-            ],
-        )?;
+            ])?;
         Ok(inserted == 1)
     }
 

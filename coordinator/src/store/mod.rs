@@ -3,14 +3,16 @@
 //!
 //! Every state change is one transaction ([`Store::write`]), so the coordinator can be
 //! killed at any instant and restarted on the same file: what was acknowledged is there,
-//! and nothing is half-written. Epoch rows are unique on `(run_id, epoch)`: written once.
+//! and nothing is half-written (WAL with `synchronous = NORMAL`: see [`Store::open`]). Epoch rows are unique on `(run_id, epoch)`: written once.
 //!
 //! # Layout
 //! - `schema`: the tables and their migrations (`PRAGMA user_version`).
 //! - `db`: [`Store`] (open, reads) and [`Tx`] (writes).
+//! - `checkpointer`: checkpoints of the write-ahead log on a thread of their own.
 //! - `records`: the rows the store takes and returns.
 //! - `stops`: early-stopping decisions and what they are computed from.
 
+mod checkpointer;
 mod db;
 mod records;
 mod schema;

@@ -1,7 +1,7 @@
 //! The tables. Each migration brings the file from `user_version` N-1 to N.
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -118,5 +118,9 @@ CREATE TABLE early_stops (
     resumed_ms    INTEGER                            -- set by `ablate resume`
 );
 CREATE INDEX early_stops_by_experiment ON early_stops (experiment_id);
+"#,
+    // 2 → 3: who submitted each experiment (the fair share is per user first).
+    r#"
+ALTER TABLE experiments ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
 "#,
 ];

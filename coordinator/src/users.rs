@@ -1,0 +1,89 @@
+//! Users as the fair share sees them: the name a submit carries (metadata `ablate-user`,
+//! set by `ablate submit --user`, default `$USER`) and the weights an operator gives users
+//! (`ablate serve --user-weight NAME=W`).
+//!
+//! The name is declared by the client, not proven: every user shares one user token, so
+//! the per-user share keeps honest users from crowding each other out (three experiments
+//! do not get three shares); it is not a security boundary.
+
+/// The gRPC metadata key of the submitting user's name.
+pub const USER_METADATA_KEY: &str = "ablate-user";
+
+/// The longest user name accepted.
+pub const MAX_USER_BYTES: usize = 64;
+
+/// The largest weight a user can be given.
+pub const MAX_USER_WEIGHT: u32 = 100;
+
+/// Checks a user name: 1 to [`MAX_USER_BYTES`] bytes of ASCII letters, digits, `.`, `_`,
+/// `-` or `@`.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the user name is empty".into());
+    }
+    if name.len() > MAX_USER_BYTES {
+        return Err(format!(
+            "the user name is {} bytes long; the limit is {MAX_USER_BYTES}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))
+    {
+        return Err(format!(
+            "the user name has `{}`; it may have ASCII letters, digits, `.`, `_`, `-` and `@`",
+            c.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `NAME=WEIGHT` (`--user-weight`), the weight an integer from 1 to
+/// [`MAX_USER_WEIGHT`].
+pub fn parse_user_weight(text: &str) -> Result<(String, u32), String> {
+    let (name, weight) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected NAME=WEIGHT, e.g. alice=2"))?;
+    check_user_name(name).map_err(|e| format!("`{text}`: {e}"))?;
+    let weight: u32 = weight
+        .trim()
+        .parse()
+        .ok()
+        .filter(|w| (1..=MAX_USER_WEIGHT).contains(w))
+        .ok_or_else(|| {
+            format!("`{text}`: the weight must be an integer from 1 to {MAX_USER_WEIGHT}")
+        })?;
+    Ok((name.to_string(), weight))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_short_plain_ascii() {
+        assert_eq!(check_user_name("alice.b-c_d@lab"), Ok(()));
+        assert!(check_user_name("").unwrap_err().contains("empty"));
+        assert!(check_user_name(&"a".repeat(65))
+            .unwrap_err()
+            .contains("65 bytes long; the limit is 64"));
+        assert!(check_user_name("bob\n").unwrap_err().contains("`\\n`"));
+        assert!(check_user_name("b ob").unwrap_err().contains("` `"));
+    }
+
+    #[test]
+    fn user_weights_parse_with_bounds() {
+        assert_eq!(parse_user_weight("alice=3"), Ok(("alice".into(), 3)));
+        assert!(parse_user_weight("alice")
+            .unwrap_err()
+            .contains("expected NAME=WEIGHT"));
+        assert!(parse_user_weight("alice=0")
+            .unwrap_err()
+            .contains("from 1 to 100"));
+        assert!(parse_user_weight("alice=101")
+            .unwrap_err()
+            .contains("from 1 to 100"));
+        assert!(parse_user_weight("=2").unwrap_err().contains("empty"));
+    }
+}
