@@ -66,7 +66,8 @@ fn hostile_size_fields_neither_crash_nor_balloon_memory() {
                 Ok(_) => loaded += 1,
                 Err(_) => refused += 1,
             }
-            bytes[offset..offset + value.len()].copy_from_slice(&good[offset..offset + value.len()]);
+            bytes[offset..offset + value.len()]
+                .copy_from_slice(&good[offset..offset + value.len()]);
         }
     }
     let after = peak_rss_kb();
@@ -76,7 +77,10 @@ fn hostile_size_fields_neither_crash_nor_balloon_memory() {
         refused + loaded
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(refused > 0, "no hostile file was refused: the sweep did not reach the loader");
+    assert!(
+        refused > 0,
+        "no hostile file was refused: the sweep did not reach the loader"
+    );
     assert!(
         after <= before + BOUND_KB,
         "peak RSS grew from {before} kB to {after} kB while loading hostile checkpoints"

@@ -499,8 +499,7 @@ fn run_epochs(
                 let writing = Instant::now();
                 let weights: Vec<(String, Tensor)> = replica.vs.variables().into_iter().collect();
                 let meta = checkpoint::meta(&spec.training_hash(), epoch + 1, spec.seed, history);
-                let path =
-                    checkpoint::save(&opts.run_dir, &meta, &weights, &replica.opt.state())?;
+                let path = checkpoint::save(&opts.run_dir, &meta, &weights, &replica.opt.state())?;
                 pacer.written(epoch + 1, writing.elapsed());
                 Some(path)
             } else {

@@ -74,8 +74,7 @@ pub fn with_cuda_autocast<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
     let code = dtype_code(kind);
     let mut was_enabled: c_int = 0;
     // SAFETY: the shim writes `was_enabled` and returns null or an owned message.
-    if let Some(message) =
-        unsafe { take_shim_error(ablate_autocast_enter(code, &mut was_enabled)) }
+    if let Some(message) = unsafe { take_shim_error(ablate_autocast_enter(code, &mut was_enabled)) }
     {
         panic!("entering autocast: {message}");
     }
