@@ -1,5 +1,6 @@
 //! The training engine: optimizers, the epoch loop with data-parallel replicas, checkpoints.
 
+mod archive_check;
 pub mod checkpoint;
 mod engine;
 pub mod optimizer;
