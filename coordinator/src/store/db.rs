@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -17,6 +16,10 @@ use super::records::{
 use super::schema::{MIGRATIONS, SCHEMA_VERSION};
 use crate::report::{ExperimentInfo, ReportData, RunData};
 use crate::scheduler::{Change, Demand, Lease, Millis, RunSched, RunState, WorkerInfo};
+
+/// The write-ahead log's size once a checkpoint has emptied it (SQLite's
+/// `journal_size_limit`).
+const WAL_SIZE_LIMIT_BYTES: i64 = 16 << 20;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,7 @@ impl Store {
             cause,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
+        conn.busy_handler(Some(super::busy::wait_for_lock))
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
@@ -106,6 +109,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // SQLite keeps the log at its high-water size for reuse; past this size it truncates
+        // the log once a checkpoint has emptied it, so the store does not keep a large log
+        // that a burst of placements once needed.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
             .map_err(open_err)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
