@@ -123,8 +123,6 @@ pub struct SimReport {
     pub placement_cpu: Percentiles,
     /// Placements over the goal and why the thread lost the time.
     pub slow_placements: SlowPlacements,
-    /// Times a store connection waited for the other's lock (50 µs polls).
-    pub store_lock_waits: u64,
     /// Wall time of every acquire call (also those that placed nothing).
     pub acquire_any: Percentiles,
     /// Wall time of heartbeats (progress with a lease renewal, one transaction each).
@@ -611,7 +609,6 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         submit_s,
         placement: Percentiles::of(placement),
         placement_cpu: Percentiles::of(placement_cpu),
-        store_lock_waits: crate::store::lock_waits(),
         slow_placements: slow,
         acquire_any: Percentiles::of(acquire_any),
         heartbeat: Percentiles::of(beats),
@@ -711,10 +708,6 @@ pub fn table(r: &SimReport, goals: bool) -> String {
             "{}: {} / {}",
             r.slow_placements.count, r.slow_placements.preempted, r.slow_placements.blocked
         ),
-    );
-    row(
-        "store lock waits (50 µs polls)",
-        r.store_lock_waits.to_string(),
     );
     row(
         "any acquire p50 / p99",

@@ -37,7 +37,7 @@ impl Checkpointer {
         // The checkpoint syncs the log before copying it and the database after: a crash
         // in the middle loses nothing.
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .and_then(|()| conn.busy_handler(Some(super::busy::wait_for_lock)))
+            .and_then(|()| conn.busy_timeout(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();

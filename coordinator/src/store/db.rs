@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -96,7 +97,7 @@ impl Store {
             cause,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_handler(Some(super::busy::wait_for_lock))
+        conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;

@@ -9,18 +9,15 @@
 //! - `schema`: the tables and their migrations (`PRAGMA user_version`).
 //! - `db`: [`Store`] (open, reads) and [`Tx`] (writes).
 //! - `checkpointer`: checkpoints of the write-ahead log on a thread of their own.
-//! - `busy`: how a connection waits for a lock the other connection holds.
 //! - `records`: the rows the store takes and returns.
 //! - `stops`: early-stopping decisions and what they are computed from.
 
-mod busy;
 mod checkpointer;
 mod db;
 mod records;
 mod schema;
 mod stops;
 
-pub use busy::lock_waits;
 pub use db::{Store, StoreError, Tx};
 pub use records::{
     AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow,
