@@ -1502,7 +1502,10 @@ mod tests {
         assert!(s.leases_of("w").is_empty());
         s.remove_worker("w");
         assert!(s.worker("w").is_none() && !s.is_connected("w", 0));
-        assert_eq!(s.pending(0).reason(s.run("a").unwrap()).unwrap(), "no worker is connected");
+        assert_eq!(
+            s.pending(0).reason(s.run("a").unwrap()).unwrap(),
+            "no worker is connected"
+        );
     }
 
     #[test]

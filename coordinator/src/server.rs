@@ -143,7 +143,10 @@ pub async fn serve(
     for (user, weight) in &config.user_weights {
         coord.set_user_weight(user, *weight);
     }
-    let launcher = config.launcher.as_ref().and_then(|l| l.start(coord.clone()));
+    let launcher = config
+        .launcher
+        .as_ref()
+        .and_then(|l| l.start(coord.clone()));
     let served = serve_state(
         coord,
         config.tokens.as_ref(),

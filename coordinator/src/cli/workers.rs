@@ -60,7 +60,13 @@ fn print_jobs(engine: &str, jobs: &[proto::LauncherJob]) {
         println!("{engine} launcher: no job pending or running\n");
         return;
     }
-    let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
@@ -70,7 +76,11 @@ fn print_jobs(engine: &str, jobs: &[proto::LauncherJob]) {
                 dash(&j.node),
                 dash(&j.worker_id),
                 j.gpus.to_string(),
-                if j.cpus == 0 { "-".into() } else { j.cpus.to_string() },
+                if j.cpus == 0 {
+                    "-".into()
+                } else {
+                    j.cpus.to_string()
+                },
                 dash(&j.reason),
             ]
         })
@@ -79,7 +89,15 @@ fn print_jobs(engine: &str, jobs: &[proto::LauncherJob]) {
     print!(
         "{}",
         table(
-            &[&job_header, "STATE", "NODE", "WORKER", "GPUS", "CPUS", "REASON"],
+            &[
+                job_header.as_str(),
+                "STATE",
+                "NODE",
+                "WORKER",
+                "GPUS",
+                "CPUS",
+                "REASON"
+            ],
             &rows
         )
     );

@@ -134,7 +134,10 @@ fn slurm_word(text: &str) -> Result<String, String> {
 
 fn slurm_memory(text: &str) -> Result<String, String> {
     let digits = text.trim_end_matches(['K', 'M', 'G', 'T']);
-    if !digits.is_empty() && digits.len() + 1 >= text.len() && digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !digits.is_empty()
+        && digits.len() + 1 >= text.len()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
         Ok(text.to_string())
     } else {
         Err(format!("`{text}`: expected a size like 4096, 500M or 32G"))
@@ -288,7 +291,9 @@ impl LauncherArgs {
             None => std::env::current_exe()?
                 .parent()
                 .map(|d| d.join("ablate-worker"))
-                .ok_or_else(|| anyhow::anyhow!("cannot tell where ablate-worker is: give --worker-bin"))?,
+                .ok_or_else(|| {
+                    anyhow::anyhow!("cannot tell where ablate-worker is: give --worker-bin")
+                })?,
         };
         if !binary.is_file() {
             anyhow::bail!(
@@ -300,7 +305,7 @@ impl LauncherArgs {
             Some(url) => url.clone(),
             None => default_url(served),
         };
-        printable(&url, "--worker-url")?;
+        printable(&url, "--worker-url").map_err(anyhow::Error::msg)?;
         let mut env: Vec<(String, String)> = Vec::new();
         for name in ["LD_LIBRARY_PATH", "RUST_LOG"] {
             if let Ok(value) = std::env::var(name) {
@@ -314,7 +319,7 @@ impl LauncherArgs {
                     anyhow::anyhow!("--worker-env {name}: not set in this environment")
                 })?,
             };
-            printable(&value, "--worker-env")?;
+            printable(&value, "--worker-env").map_err(anyhow::Error::msg)?;
             env.retain(|(n, _)| n != name);
             env.push((name.clone(), value));
         }
@@ -383,7 +388,9 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_a_jobs_environment_or_command_line() {
-        assert!(worker_env("ABLATE_WORKER_TOKEN=x").unwrap_err().contains("credentials"));
+        assert!(worker_env("ABLATE_WORKER_TOKEN=x")
+            .unwrap_err()
+            .contains("credentials"));
         assert!(worker_env("MY_SECRET").is_err());
         assert!(worker_arg("--worker-token=abc").is_err());
         assert_eq!(
@@ -410,7 +417,10 @@ mod tests {
         write_private(&file, "t0ken").unwrap();
         write_private(&file, "t0ken2").unwrap();
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
-        assert_eq!((mode, std::fs::read_to_string(&file).unwrap().as_str()), (0o600, "t0ken2"));
+        assert_eq!(
+            (mode, std::fs::read_to_string(&file).unwrap().as_str()),
+            (0o600, "t0ken2")
+        );
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl<E: Engine> Launcher<E> {
             match self.engine.cancel_pending(&plan.cancel) {
                 Ok(()) => {
                     info!(engine, jobs = ?plan.cancel, "cancelled pending jobs no queued run needs");
+                    for id in &plan.cancel {
+                        // Gone by our hand, not a failure (one that started meanwhile is
+                        // listed, and known, again next round).
+                        self.known.remove(id);
+                    }
                     cancelled.extend(plan.cancel.iter().cloned());
                 }
                 Err(e) => warn!(engine, "{e}"),
@@ -313,7 +318,10 @@ impl<E: Engine> Launcher<E> {
                 let shown = match job.state {
                     EngineState::Pending if job.reason.is_empty() => job.state_name.clone(),
                     EngineState::Pending => format!("{} ({})", job.state_name, job.reason),
-                    _ => format!("{} on {} (its worker is starting)", job.state_name, job.node),
+                    _ => format!(
+                        "{} on {} (its worker is starting)",
+                        job.state_name, job.node
+                    ),
                 };
                 PlannedJob {
                     id: job.id.clone(),

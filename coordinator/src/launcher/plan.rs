@@ -392,11 +392,15 @@ mod tests {
         ];
         let p = plan(&view(&[0, 0, 0, 0]), &full, limits, "slurm");
         assert!(p.submit.is_empty());
-        assert_eq!(p.notes.len(), 4, "two ride on the starting jobs, two wait for the cap");
+        assert_eq!(
+            p.notes.len(),
+            4,
+            "two ride on the starting jobs, two wait for the cap"
+        );
     }
 
     #[test]
-    fn pending_jobs_no_run_needs_are_cancelled_newest_first() {
+    fn pending_jobs_no_run_needs_are_cancelled_the_oldest_kept() {
         let jobs = [
             job("7", 0, JobPhase::Pending),
             job("9", 0, JobPhase::Pending),
@@ -406,11 +410,11 @@ mod tests {
         ];
         // The queue emptied: every pending job goes; started ones stay (they leave when idle).
         let p = plan(&view(&[]), &jobs, FOUR, "slurm");
-        assert_eq!(p.cancel, vec!["7", "9", "8"]);
+        assert_eq!(p.cancel, vec!["7", "8", "9"]);
         assert!(p.submit.is_empty());
         // Two CPU runs left: the starting job and the oldest pending CPU job take them.
         let p = plan(&view(&[0, 0]), &jobs, FOUR, "slurm");
-        assert_eq!(p.cancel, vec!["9", "8"]);
+        assert_eq!(p.cancel, vec!["8", "9"]);
         assert!(p.submit.is_empty());
     }
 
@@ -422,7 +426,12 @@ mod tests {
         };
         // A pending CPU job, but the queue now holds a GPU run: the CPU job goes, and the
         // GPU job takes its place under the cap.
-        let p = plan(&view(&[1]), &[job("3", 0, JobPhase::Pending)], limits, "slurm");
+        let p = plan(
+            &view(&[1]),
+            &[job("3", 0, JobPhase::Pending)],
+            limits,
+            "slurm",
+        );
         assert_eq!(p.cancel, vec!["3"]);
         assert_eq!(sizes(&p), vec![1]);
     }

@@ -45,8 +45,12 @@ impl CommandOutput {
 pub trait CommandRunner: Send + Sync + 'static {
     /// Runs `program args…`, feeding `stdin`; an `Err` when it cannot be started or ran
     /// past its time limit.
-    fn run(&self, program: &str, args: &[String], stdin: Option<&str>)
-        -> Result<CommandOutput, String>;
+    fn run(
+        &self,
+        program: &str,
+        args: &[String],
+        stdin: Option<&str>,
+    ) -> Result<CommandOutput, String>;
 }
 
 /// Runs commands on this machine.
@@ -123,13 +127,22 @@ mod tests {
     #[test]
     fn runs_a_command_with_input_and_reports_failure() {
         let out = SystemRunner
-            .run("sh", &["-c".into(), "cat; echo oops >&2; exit 3".into()], Some("in\n"))
+            .run(
+                "sh",
+                &["-c".into(), "cat; echo oops >&2; exit 3".into()],
+                Some("in\n"),
+            )
             .unwrap();
         assert_eq!(
             (out.success, out.stdout.as_str(), out.first_error_line()),
             (false, "in\n", "oops".to_string())
         );
-        let missing = SystemRunner.run("/nonexistent/sbatch", &[], None).unwrap_err();
-        assert!(missing.starts_with("cannot run /nonexistent/sbatch"), "{missing}");
+        let missing = SystemRunner
+            .run("/nonexistent/sbatch", &[], None)
+            .unwrap_err();
+        assert!(
+            missing.starts_with("cannot run /nonexistent/sbatch"),
+            "{missing}"
+        );
     }
 }

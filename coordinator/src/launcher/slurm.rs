@@ -165,7 +165,13 @@ impl<R: CommandRunner> SlurmEngine<R> {
             args.push(format!("--tls-domain {}", quote(domain)));
         }
         if !w.args.is_empty() {
-            args.push(w.args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
+            args.push(
+                w.args
+                    .iter()
+                    .map(|a| quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
         s.push_str("exec ");
         s.push_str(&args.join(" \\\n  "));
@@ -356,20 +362,36 @@ pub(crate) mod tests {
         }
         assert!(!script.contains("--account"), "{script}");
         let cpu = engine.script(0);
-        assert!(cpu.contains("#SBATCH --cpus-per-task=2\n#SBATCH --mem=4G\n"), "{cpu}");
-        assert!(cpu.contains("--devices cpu") && !cpu.contains("--gpus"), "{cpu}");
+        assert!(
+            cpu.contains("#SBATCH --cpus-per-task=2\n#SBATCH --mem=4G\n"),
+            "{cpu}"
+        );
+        assert!(
+            cpu.contains("--devices cpu") && !cpu.contains("--gpus"),
+            "{cpu}"
+        );
     }
 
     #[test]
     fn squeue_lines_of_other_jobs_are_skipped() {
         let job = parse_squeue_line("17|PENDING||Resources|8|ablate:gpus=1").unwrap();
         assert_eq!(
-            (job.id.as_str(), job.state, job.reason.as_str(), job.gpus, job.cpus),
+            (
+                job.id.as_str(),
+                job.state,
+                job.reason.as_str(),
+                job.gpus,
+                job.cpus
+            ),
             ("17", EngineState::Pending, "Resources", 1, 8)
         );
         let running = parse_squeue_line("18|RUNNING|node3|None|2|ablate:gpus=0").unwrap();
         assert_eq!(
-            (running.state, running.node.as_str(), running.reason.as_str()),
+            (
+                running.state,
+                running.node.as_str(),
+                running.reason.as_str()
+            ),
             (EngineState::Running, "node3", "")
         );
         assert_eq!(

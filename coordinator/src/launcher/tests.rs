@@ -40,7 +40,11 @@ impl CommandRunner for Recorded {
                 .iter()
                 .map(|(id, state, gpus)| {
                     let node = if *state == "PENDING" { "" } else { "n1" };
-                    let reason = if *state == "PENDING" { "Resources" } else { "None" };
+                    let reason = if *state == "PENDING" {
+                        "Resources"
+                    } else {
+                        "None"
+                    };
                     format!("{id}|{state}|{node}|{reason}|2|ablate:gpus={gpus}\n")
                 })
                 .collect())),
@@ -65,7 +69,10 @@ impl CommandRunner for Recorded {
                 Ok(ok(format!("{id}\n")))
             }
             "scancel" => {
-                assert_eq!(args[0], "--state=PENDING", "only pending jobs are cancelled");
+                assert_eq!(
+                    args[0], "--state=PENDING",
+                    "only pending jobs are cancelled"
+                );
                 let ids: Vec<u32> = args[1..].iter().map(|a| a.parse().unwrap()).collect();
                 s.jobs
                     .retain(|(id, state, _)| !(ids.contains(id) && *state == "PENDING"));
@@ -94,7 +101,10 @@ impl Recorded {
 
     fn sbatch_calls(&self) -> usize {
         let s = self.0.lock().unwrap();
-        s.commands.iter().filter(|c| c.starts_with("sbatch")).count()
+        s.commands
+            .iter()
+            .filter(|c| c.starts_with("sbatch"))
+            .count()
     }
 }
 
@@ -146,8 +156,15 @@ fn submits_up_to_max_jobs_and_says_why_the_rest_waits() {
     // The next round sees them pending and submits nothing more.
     let board = l.step(&queue(&[1, 1, 2]), 1_000);
     assert_eq!(slurm.sbatch_calls(), 2);
-    assert_eq!(board.notes["r1"], "slurm job 102 is PENDING (Resources) for it");
-    let shown: Vec<_> = board.jobs.iter().map(|j| (j.job_id.as_str(), j.state.as_str())).collect();
+    assert_eq!(
+        board.notes["r1"],
+        "slurm job 102 is PENDING (Resources) for it"
+    );
+    let shown: Vec<_> = board
+        .jobs
+        .iter()
+        .map(|j| (j.job_id.as_str(), j.state.as_str()))
+        .collect();
     assert_eq!(shown, vec![("101", "PENDING"), ("102", "PENDING")]);
 }
 
@@ -198,11 +215,17 @@ fn an_sbatch_failure_is_a_pending_reason_and_is_retried_after_a_pause() {
     let expected = "slurm: no job submitted: sbatch failed: sbatch: error: Batch job \
                     submission failed: Invalid partition name specified (retried later)";
     assert_eq!(board.notes["r0"], expected);
-    assert_eq!(board.notes["r1"], expected, "the second job is not even tried");
+    assert_eq!(
+        board.notes["r1"], expected,
+        "the second job is not even tried"
+    );
     assert_eq!(slurm.sbatch_calls(), 1);
     // Within the pause: no new try, the reason stays.
     let board = l.step(&queue(&[0, 1]), 5_000);
-    assert_eq!((slurm.sbatch_calls(), board.notes["r0"].as_str()), (1, expected));
+    assert_eq!(
+        (slurm.sbatch_calls(), board.notes["r0"].as_str()),
+        (1, expected)
+    );
     // After it, with the partition fixed: both jobs go in.
     slurm.0.lock().unwrap().refuse = None;
     let board = l.step(&queue(&[0, 1]), FIRST_BACKOFF_MS);

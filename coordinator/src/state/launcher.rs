@@ -36,7 +36,7 @@ impl Coordinator {
                 .workers()
                 .map(|w| {
                     let busy = sched.busy_devices(&w.id);
-                    let free = |d: &&String| !busy.contains(d);
+                    let free = |d: &&String| !busy.contains(*d);
                     WorkerSupply {
                         id: w.id.clone(),
                         name: w.name.clone(),

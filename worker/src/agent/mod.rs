@@ -102,7 +102,9 @@ async fn leave(client: &mut connection::Client, worker_id: &str, reason: &str) {
     match tokio::time::timeout(LEAVE_TIMEOUT, client.leave(request)).await {
         Ok(Ok(_)) => tracing::info!(worker = %worker_id, "left the coordinator: {reason}"),
         Ok(Err(status)) => tracing::warn!("could not leave the coordinator: {}", status.message()),
-        Err(_) => tracing::warn!("could not leave the coordinator: no answer within {LEAVE_TIMEOUT:?}"),
+        Err(_) => {
+            tracing::warn!("could not leave the coordinator: no answer within {LEAVE_TIMEOUT:?}")
+        }
     }
 }
 
