@@ -204,6 +204,7 @@ RUST_LOG="${RUST_LOG:-info}" "$ABLATE" serve --listen "127.0.0.1:$COORD_PORT" \
   --worker-bin "$BIN_DIR/ablate-worker" --worker-ca "$SECRETS/worker/ca.pem" \
   --worker-tls-cert "$SECRETS/worker/worker.pem" --worker-tls-key "$SECRETS/worker/worker.key" \
   --worker-env "ABLATE_TEST_HOLD_DIR=$HOLD" --worker-arg "--data-root=$DATASETS" \
+  --worker-work-dir "$TMP/work" \
   >"$TMP/coordinator.log" 2>&1 &
 COORD_PID=$!
 export ABLATE_COORDINATOR="$URL"

@@ -96,6 +96,10 @@ pub struct LauncherArgs {
     /// An extra `ablate-worker` argument (repeatable), e.g. `--worker-arg=--data-root=/x`.
     #[arg(long, allow_hyphen_values = true, value_parser = worker_arg, requires = "launcher")]
     pub worker_arg: Vec<String>,
+    /// Where launched workers keep their run directories, one `job-<id>` each (default:
+    /// `$TMPDIR/ablate-worker-<id>` on the node).
+    #[arg(long, requires = "launcher")]
+    pub worker_work_dir: Option<PathBuf>,
     /// A directory the nodes see (a shared file system): the worker token file (0600),
     /// the jobs' output and the last batch script (default: DATA_DIR/slurm).
     #[arg(long, requires = "launcher")]
@@ -348,6 +352,7 @@ impl LauncherArgs {
                 exit_when_idle: self.worker_idle.clone(),
                 env,
                 args: self.worker_arg.clone(),
+                work_root: absolute_opt(&self.worker_work_dir)?,
             },
         };
         let engine = SlurmEngine::new(config, SystemRunner);

@@ -380,7 +380,8 @@ pub fn spawn<E: Engine>(
                     tokio::time::sleep(SETTLE).await;
                     subscription.changes.borrow_and_update();
                 }
-                _ = subscription.closing.wait_for(|c| *c) => break,
+                // (Mapped to `()`: the watch guard it returns must not live across awaits.)
+                _ = async { subscription.closing.wait_for(|c| *c).await.map(|_| ()) } => break,
             }
             if *subscription.closing.borrow() {
                 break;

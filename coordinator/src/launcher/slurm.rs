@@ -66,6 +66,9 @@ pub struct WorkerCommand {
     pub env: Vec<(String, String)>,
     /// More `ablate-worker` arguments.
     pub args: Vec<String>,
+    /// Where each job's worker keeps its run directories (a directory `job-<id>` in it);
+    /// `None`: `$TMPDIR/ablate-worker-<id>` on the node.
+    pub work_root: Option<PathBuf>,
 }
 
 /// The Slurm engine over a command runner.
@@ -150,7 +153,10 @@ impl<R: CommandRunner> SlurmEngine<R> {
             format!("--exit-when-idle {}", quote(&w.exit_when_idle)),
             "--name \"slurm-$SLURM_JOB_ID\"".to_string(),
             format!("--threads {cpus}"),
-            "--work-dir \"${TMPDIR:-/tmp}/ablate-worker-$SLURM_JOB_ID\"".to_string(),
+            match &w.work_root {
+                Some(root) => format!("--work-dir {}/\"job-$SLURM_JOB_ID\"", quote_path(root)),
+                None => "--work-dir \"${TMPDIR:-/tmp}/ablate-worker-$SLURM_JOB_ID\"".to_string(),
+            },
         ];
         for (flag, path) in [
             ("--ca", &w.ca),
@@ -331,6 +337,7 @@ pub(crate) mod tests {
                 exit_when_idle: "2m".into(),
                 env: vec![("LD_LIBRARY_PATH".into(), "/opt/torch/lib:/it's".into())],
                 args: vec!["--data-root".into(), "/shared/datasets".into()],
+                work_root: None,
             },
         }
     }
