@@ -23,6 +23,8 @@
 //! - [`early_stop`]: the early-stopping rules' decisions from stored epochs (pure; the
 //!   coordinator applies them in `state::stopping`).
 //! - [`users`]: user names on submits and users' share weights.
+//! - [`launcher`]: workers started as cluster jobs (`serve --launcher slurm`): it watches
+//!   the queue and acts through an engine; the scheduler does not know it.
 
 pub mod auth;
 pub mod checkpoints;
@@ -32,6 +34,7 @@ pub mod cli_models;
 pub mod client;
 pub mod early_stop;
 pub mod fair_queue;
+pub mod launcher;
 pub mod local_fit;
 pub mod report;
 pub mod scheduler;

@@ -666,6 +666,25 @@ impl Scheduler {
         self.workers.insert(worker.id.clone(), worker);
     }
 
+    /// Runs whose lease a worker holds (cancelled runs included), by id.
+    pub fn leases_of(&self, worker_id: &str) -> Vec<String> {
+        let mut held: Vec<String> = self
+            .runs
+            .values()
+            .filter(|r| r.lease.as_ref().is_some_and(|l| l.worker_id == worker_id))
+            .map(|r| r.id.clone())
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// Forgets a worker that left (see [`Scheduler::leases_of`]: only one that holds
+    /// nothing should).
+    pub fn remove_worker(&mut self, worker_id: &str) {
+        self.workers.remove(worker_id);
+        self.last_seen.remove(worker_id);
+    }
+
     /// A run by id.
     pub fn run(&self, id: &str) -> Option<&RunSched> {
         self.runs.get(id)
@@ -1467,6 +1486,25 @@ mod tests {
         assert_eq!(
             (r.state, r.failures, r.lease.is_none()),
             (RunState::Cancelled, 0, true)
+        );
+    }
+
+    #[test]
+    fn a_worker_leaves_only_once_it_holds_nothing() {
+        let mut s = Scheduler::new(TTL);
+        worker(&mut s, "w", &["cpu"]);
+        s.touch("w", 0);
+        run(&mut s, "a", 1, 0, 0);
+        take(&mut s, "w", &names(&["cpu"]), 0).unwrap();
+        assert_eq!(s.leases_of("w"), names(&["a"]));
+        let released = s.release("w", "a", 1, "leaving").unwrap();
+        s.commit([released]);
+        assert!(s.leases_of("w").is_empty());
+        s.remove_worker("w");
+        assert!(s.worker("w").is_none() && !s.is_connected("w", 0));
+        assert_eq!(
+            s.pending(0).reason(s.run("a").unwrap()).unwrap(),
+            "no worker is connected"
         );
     }
 

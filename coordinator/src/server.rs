@@ -73,6 +73,8 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// Users' share weights against each other (a user not named here has 1).
     pub user_weights: Vec<(String, u32)>,
+    /// Workers started as cluster jobs (`--launcher`), if any.
+    pub launcher: Option<crate::launcher::LauncherStart>,
 }
 
 /// The server's TLS material (PEM).
@@ -118,6 +120,7 @@ impl ServerConfig {
             keep_checkpoints: 1,
             tls: None,
             user_weights: Vec::new(),
+            launcher: None,
         }
     }
 }
@@ -140,14 +143,23 @@ pub async fn serve(
     for (user, weight) in &config.user_weights {
         coord.set_user_weight(user, *weight);
     }
-    serve_state(
+    let launcher = config
+        .launcher
+        .as_ref()
+        .and_then(|l| l.start(coord.clone()));
+    let served = serve_state(
         coord,
         config.tokens.as_ref(),
         config.tls.as_ref(),
         listener,
         shutdown,
     )
-    .await
+    .await;
+    // The state is closed: the launcher cancels its pending jobs and ends.
+    if let Some(launcher) = launcher {
+        let _ = launcher.await;
+    }
+    served
 }
 
 /// Serves an opened state (see [`serve`]); `tls` `None` serves plain HTTP/2.

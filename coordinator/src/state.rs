@@ -25,6 +25,7 @@ use crate::store::{
 };
 use crate::tensorboard::TensorBoardLogs;
 
+mod launcher;
 mod stopping;
 pub use stopping::StoppingStatus;
 
@@ -262,6 +263,8 @@ pub struct Coordinator {
     data_dir: PathBuf,
     changes: watch::Sender<u64>,
     closing: watch::Sender<bool>,
+    /// What the launcher (`serve --launcher`) last did; empty without one.
+    launcher: Mutex<Arc<crate::launcher::Board>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -374,6 +377,7 @@ impl Coordinator {
             data_dir: data_dir.clone(),
             changes: watch::channel(0).0,
             closing: watch::channel(false).0,
+            launcher: Mutex::default(),
         }))
     }
 
@@ -602,6 +606,7 @@ impl Coordinator {
         let mut runs = inner.store.run_rows(&experiment.id)?;
         let now = self.now();
         let pending = inner.sched.pending(now);
+        let launched = self.launcher_board();
         for row in &mut runs {
             row.checkpoint_bytes = row
                 .checkpoint_file
@@ -611,6 +616,7 @@ impl Coordinator {
             if let Some(run) = inner.sched.run(&row.id) {
                 row.pending_reason = pending.reason(run);
             }
+            launcher::add_note(&mut row.pending_reason, &launched.notes, &row.id);
         }
         let early_stopping = self.stopping_status(&mut inner, &experiment.id)?;
         Ok(ExperimentStatus {

@@ -81,6 +81,18 @@ impl Proc {
         None
     }
 
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -270,6 +282,11 @@ impl Cluster {
     /// [`Cluster::start_worker`] with extra environment variables (the worker's test-only
     /// throttles and injections, `ABLATE_TEST_*`).
     pub fn start_worker_with_env(&mut self, env: &[(&str, &str)]) -> usize {
+        self.start_worker_with_args(&[], env)
+    }
+
+    /// [`Cluster::start_worker_with_env`] with more `ablate-worker` arguments.
+    pub fn start_worker_with_args(&mut self, extra: &[&str], env: &[(&str, &str)]) -> usize {
         let index = self.workers.len();
         let name = format!("worker{index}");
         let args = vec![
@@ -285,6 +302,7 @@ impl Cluster {
             self.dir.path().join(&name).display().to_string(),
         ];
         let mut args = args;
+        args.extend(extra.iter().map(|a| a.to_string()));
         if let Some(pki) = &self.pki {
             args.extend(["--ca".into(), pki.ca.display().to_string()]);
             if pki.client_certs {

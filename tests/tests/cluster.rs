@@ -250,6 +250,55 @@ fn cancel_stops_runs_and_frees_the_worker() {
     });
 }
 
+/// Registered workers, from `ablate workers --json`.
+fn listed_workers(cluster: &Cluster) -> Vec<Value> {
+    let out = cluster.cli(&["workers", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    json["workers"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_worker_idle_for_exit_when_idle_leaves_and_one_stopped_leaves_too() {
+    let mut cluster = Cluster::new(5);
+    cluster.start_coordinator();
+    let idle = cluster.start_worker_with_args(&["--exit-when-idle", "2s"], &[]);
+    // It trains a run first (the only worker): its idle time counts from the run's end.
+    submit(&cluster, "one.toml", &lenet_grid("one", 1, 128, &[1]));
+    let status = cluster.wait_for("one", 2 * MINUTES, "the run", all_terminal);
+    assert_eq!(status.runs[0].state, "finished", "{status:?}");
+    let exit = cluster.workers[idle]
+        .as_mut()
+        .unwrap()
+        .wait_exit(MINUTES)
+        .expect("the idle worker exits by itself");
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        listed_workers(&cluster).is_empty(),
+        "the idle worker deregistered"
+    );
+    let log = cluster.coordinator.as_ref().unwrap().log_text();
+    assert!(log.contains("left: idle for 2s"), "{log}");
+    // A worker stopped with SIGTERM leaves too.
+    let stays = cluster.start_worker();
+    let deadline = std::time::Instant::now() + MINUTES;
+    while listed_workers(&cluster).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let exit = cluster.workers[stays]
+        .as_mut()
+        .unwrap()
+        .terminate(MINUTES)
+        .expect("the worker stops on SIGTERM");
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        listed_workers(&cluster).is_empty(),
+        "{:?}",
+        listed_workers(&cluster)
+    );
+}
+
 #[test]
 fn bad_grid_and_wrong_token_are_refused_with_clear_errors() {
     let mut cluster = Cluster::new(5);

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the coordinator (gRPC) on a data directory.
-    Serve(super::serve::ServeArgs),
+    Serve(Box<super::serve::ServeArgs>),
     /// Submit a grid to a coordinator.
     Submit(super::submit::SubmitArgs),
     /// Follow an experiment: a progress bar a run.
@@ -140,7 +140,7 @@ pub(super) fn default_data_dir() -> PathBuf {
 /// Runs a parsed command line; the exit code says whether the work succeeded.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => super::serve::run(args).await,
+        Command::Serve(args) => super::serve::run(*args).await,
         Command::Submit(args) => super::submit::run(args).await,
         Command::Watch(args) => super::watch::run(args).await,
         Command::Status(args) => super::status::run(args).await,

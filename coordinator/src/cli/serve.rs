@@ -68,6 +68,8 @@ pub(super) struct ServeArgs {
     /// by their weights (1 when not named), then each user's experiments by `priority`.
     #[arg(long, value_parser = crate::users::parse_user_weight)]
     user_weight: Vec<(String, u32)>,
+    #[command(flatten)]
+    launcher: crate::launcher::args::LauncherArgs,
 }
 
 impl ServeArgs {
@@ -176,6 +178,16 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.data_dir.display(),
         if tokens.is_some() { "on" } else { "OFF" }
     );
+    let launcher = args
+        .launcher
+        .build(&crate::launcher::args::Served {
+            addr,
+            tls: tls.is_some(),
+            client_certs: tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+            tokens: tokens.as_ref(),
+            data_dir: &args.data_dir,
+        })?
+        .map(crate::launcher::LauncherStart::new);
     let config = ServerConfig {
         data_dir: args.data_dir,
         tokens,
@@ -184,6 +196,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         keep_checkpoints: args.keep_checkpoints as usize,
         tls,
         user_weights: args.user_weight,
+        launcher,
     };
     serve(config, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

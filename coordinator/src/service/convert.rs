@@ -323,6 +323,20 @@ pub(super) fn worker_entry(w: &WorkerView) -> proto::WorkerInfoEntry {
     }
 }
 
+pub(super) fn launched_job(j: &crate::launcher::JobView) -> proto::LauncherJob {
+    let (worker_id, worker_name) = j.worker.clone().unwrap_or_default();
+    proto::LauncherJob {
+        job_id: j.job_id.clone(),
+        state: j.state.clone(),
+        node: j.node.clone(),
+        worker_id,
+        worker_name,
+        gpus: j.gpus,
+        cpus: j.cpus,
+        reason: j.reason.clone(),
+    }
+}
+
 impl From<&ExperimentStatus> for proto::ExperimentStatus {
     fn from(s: &ExperimentStatus) -> Self {
         proto::ExperimentStatus {

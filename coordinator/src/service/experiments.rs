@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{blocking, summary, worker_entry};
+use super::convert::{blocking, launched_job, summary, worker_entry};
 use crate::report::{self, Format};
 use crate::state::Coordinator;
 
@@ -257,9 +257,12 @@ impl Experiments for ExperimentsService {
     ) -> Result<Response<proto::WorkerInfoList>, Status> {
         // `workers` reads the scheduler under the state lock: off the async threads.
         let coord = self.coord.clone();
-        let workers = blocking(move || Ok(coord.workers())).await?;
+        let (workers, launched) =
+            blocking(move || Ok((coord.workers(), coord.launcher_board()))).await?;
         Ok(Response::new(proto::WorkerInfoList {
             workers: workers.iter().map(worker_entry).collect(),
+            jobs: launched.jobs.iter().map(launched_job).collect(),
+            launcher: launched.engine.clone(),
         }))
     }
 }

@@ -215,6 +215,22 @@ impl Workers for WorkersService {
         Ok(Response::new(proto::Ack {}))
     }
 
+    async fn leave(
+        &self,
+        request: Request<proto::LeaveRequest>,
+    ) -> Result<Response<proto::Ack>, Status> {
+        let (metadata, _, r) = request.into_parts();
+        check_len("worker_id", &r.worker_id, MAX_ID_BYTES)?;
+        self.sessions.check(&metadata, &r.worker_id)?;
+        let reason = match r.reason.trim() {
+            "" => "no reason given".to_string(),
+            reason => truncate(reason, MAX_REASON_BYTES),
+        };
+        let coord = self.coord.clone();
+        blocking(move || Ok(coord.leave(&r.worker_id, &reason)?)).await?;
+        Ok(Response::new(proto::Ack {}))
+    }
+
     async fn upload_checkpoint(
         &self,
         request: Request<Streaming<proto::CheckpointChunk>>,

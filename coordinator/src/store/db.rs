@@ -813,6 +813,13 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+
+    /// Forgets a worker that left (runs keep the id of the worker that last held them).
+    pub fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM workers WHERE id = ?1", params![worker_id])?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

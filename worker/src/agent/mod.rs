@@ -1,6 +1,7 @@
 //! The worker agent: registers with a coordinator, asks for runs that fit its free
 //! devices, trains them (one session each) and reports back; reconnects with back-off when
 //! the coordinator is away; on SIGTERM stops its runs at the next step and releases them.
+//! It leaves (deregisters) when it stops, and after `--exit-when-idle` without a run.
 
 mod connection;
 mod liveness;
@@ -12,10 +13,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ablate_common::auth::ClientAuth;
-use ablate_common::proto::AcquireRequest;
+use ablate_common::proto::{AcquireRequest, LeaveRequest};
 use ablate_common::spec::DeviceList;
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -45,6 +46,8 @@ pub struct AgentConfig {
     pub tls: ablate_common::tls::ClientTls,
     /// Datasets are read only under these directories.
     pub data_roots: crate::data::roots::DataRoots,
+    /// Leave after this long without a run (`--exit-when-idle`).
+    pub exit_when_idle: Option<Duration>,
 }
 
 /// The devices a worker offers and how a CPU run trains.
@@ -86,7 +89,27 @@ pub fn inventory(devices: &str) -> Result<Inventory, String> {
     })
 }
 
-/// Runs the agent until `shutdown` is set and every run has been released.
+/// How long a leaving worker waits for the coordinator to hear it.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deregisters (best effort: a coordinator that is away forgets the worker when its
+/// liveness window passes).
+async fn leave(client: &mut connection::Client, worker_id: &str, reason: &str) {
+    let request = LeaveRequest {
+        worker_id: worker_id.to_string(),
+        reason: reason.to_string(),
+    };
+    match tokio::time::timeout(LEAVE_TIMEOUT, client.leave(request)).await {
+        Ok(Ok(_)) => tracing::info!(worker = %worker_id, "left the coordinator: {reason}"),
+        Ok(Err(status)) => tracing::warn!("could not leave the coordinator: {}", status.message()),
+        Err(_) => {
+            tracing::warn!("could not leave the coordinator: no answer within {LEAVE_TIMEOUT:?}")
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` is set and every run has been released, or until it
+/// was idle for `exit_when_idle`.
 pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
     let inventory = inventory(&config.devices).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
     let auth = ClientAuth::new(config.token.as_deref()).map_err(anyhow::Error::msg)?;
@@ -115,6 +138,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
     let mut busy: BTreeSet<String> = BTreeSet::new();
     let mut sessions: JoinSet<(Vec<String>, SessionEnd)> = JoinSet::new();
     let mut backoff = POLL_INTERVAL;
+    let mut idle_since = Instant::now();
     loop {
         while let Some(done) = sessions.try_join_next() {
             if let Ok((devices, end)) = done {
@@ -126,7 +150,16 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
         }
         let stopping = shutdown.load(Ordering::SeqCst);
         if stopping && sessions.is_empty() {
+            leave(&mut client, &worker_id, "shutting down").await;
             tracing::info!("shut down cleanly");
+            return Ok(());
+        }
+        if !sessions.is_empty() {
+            idle_since = Instant::now();
+        } else if let Some(limit) = config.exit_when_idle.filter(|l| idle_since.elapsed() >= *l) {
+            let reason = format!("idle for {limit:?} (--exit-when-idle)");
+            tracing::info!("{reason}: leaving");
+            leave(&mut client, &worker_id, &reason).await;
             return Ok(());
         }
         let free: Vec<String> = inventory

@@ -60,6 +60,10 @@ struct Cli {
     /// Intra-op CPU threads in total (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Leave (deregister and exit 0) after this long without a run, e.g. `2m` (a worker
+    /// started as a cluster job gives its allocation back).
+    #[arg(long, value_parser = ablate_common::spec::parse_duration)]
+    exit_when_idle: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -135,6 +139,7 @@ fn run_agent(cli: &Cli) -> anyhow::Result<()> {
         name: cli.name.clone().unwrap_or_else(hostname),
         work_dir: cli.work_dir.clone(),
         threads,
+        exit_when_idle: cli.exit_when_idle,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     ablate_worker::signals::stop_on_terminate(shutdown.clone())?;
