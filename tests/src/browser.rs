@@ -213,7 +213,10 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("timed out waiting for {what}: last {last:?}");
+        let page = self
+            .eval("location.href + '\\n' + (document.body ? document.body.innerText.slice(0, 600) : '')")
+            .unwrap_or_else(|e| Value::String(e));
+        panic!("timed out waiting for {what}: last {last:?}; the page: {page}");
     }
 
     /// A PNG of the page as it is shown (`full_page`: all of it, however long).

@@ -307,7 +307,9 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
         "the experiments list",
         &format!(
             "{} === 1",
-            count(&format!("tr[data-experiment={experiment:?}] .state.cancelled"))
+            count(&format!(
+                "tr[data-experiment={experiment:?}] td.exp-state .state.cancelled"
+            ))
         ),
         WAIT,
     );

@@ -193,7 +193,7 @@ function renderExperiments(doc) {
     h("tr", { dataset: { experiment: e.id } },
       h("td", { class: "name" }, h("a", { href: "/experiments/" + encodeURIComponent(e.id), text: e.name }),
         h("div", { class: "muted", text: e.id })),
-      h("td", {}, stateBadge(e.state)),
+      h("td", { class: "exp-state" }, stateBadge(e.state)),
       countsCell(e),
       h("td", { class: "num", text: e.runs }),
       h("td", { class: "hide-narrow", text: when(e.submitted_unix_ms) }),
