@@ -51,15 +51,23 @@ fn check_raw_requests(port: u16, cluster: &Cluster, run: &str) {
     let get = |path: &str, extra: &str| {
         http(
             port,
-            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}\r\n"),
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}\r\n"
+            ),
         )
     };
     let (code, head, _) = get("/experiments/x", "");
     assert_eq!(code, 303, "{head}");
-    assert!(head.contains("location: /login?next=/experiments/x"), "{head}");
+    assert!(
+        head.contains("location: /login?next=/experiments/x"),
+        "{head}"
+    );
     assert_eq!(get("/api/experiments", "").0, 401);
     let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
-    assert_eq!(get("/api/experiments", &bearer(&cluster.worker_token)).0, 401);
+    assert_eq!(
+        get("/api/experiments", &bearer(&cluster.worker_token)).0,
+        401
+    );
     let (code, _, body) = get("/api/experiments", &bearer(&cluster.token));
     assert_eq!(code, 200, "{body}");
     let doc: Value = serde_json::from_str(&body).unwrap();
@@ -99,7 +107,12 @@ fn check_raw_requests(port: u16, cluster: &Cluster, run: &str) {
     );
     assert_eq!(code, 403, "a cancel with a wrong CSRF token");
     let huge = format!("{{\"target\": \"{}\"}}", "x".repeat(64 << 10));
-    let (code, _, _) = post(port, "/api/cancel", &format!("{json}{}", bearer(&cluster.token)), &huge);
+    let (code, _, _) = post(
+        port,
+        "/api/cancel",
+        &format!("{json}{}", bearer(&cluster.token)),
+        &huge,
+    );
     assert_eq!(code, 413, "a body over the cap");
 }
 
@@ -129,7 +142,11 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     cluster.start_worker_with_env(&[("ABLATE_TEST_HOLD_DIR", hold.path().to_str().unwrap())]);
     let grid = cluster.write("grid.toml", &lenet_grid("dash", 2, 256, &[1, 2]));
     let out = cluster.cli(&["submit", grid.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The first run is held after its first epoch.
     let status = cluster.wait_for("dash", WAIT, "epoch 1 of the first run", |s| {
@@ -205,7 +222,9 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     // Epoch 1 of the first run: half way, one point per curve.
     let row = |run: &str| format!("#runs tr[data-run={run:?}]");
     let points = |metric: &str, run: &str| {
-        count(&format!("svg[data-metric={metric:?}] g[data-run={run:?}] circle"))
+        count(&format!(
+            "svg[data-metric={metric:?}] g[data-run={run:?}] circle"
+        ))
     };
     let progress = |run: &str| {
         format!(
@@ -289,7 +308,10 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
             .any(|r| r.id == second && r.state == "cancelled" && r.worker.is_empty())
     });
     let states: Vec<&str> = status.runs.iter().map(|r| r.state.as_str()).collect();
-    assert!(states.contains(&"finished") && states.contains(&"cancelled"), "{states:?}");
+    assert!(
+        states.contains(&"finished") && states.contains(&"cancelled"),
+        "{states:?}"
+    );
 
     // The workers page: the worker is idle again.
     browser.navigate(&format!("{base}/workers"));

@@ -85,7 +85,8 @@ async fn start_dashboard(
         .with_context(|| format!("cannot write {}", token_file.display()))?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     writeln!(file, "{}", tokens.user.expose())?;
-    let server = crate::dashboard::DashboardServer::new(coord.clone(), Some(tokens), None, listener)?;
+    let server =
+        crate::dashboard::DashboardServer::new(coord.clone(), Some(tokens), None, listener)?;
     eprintln!(
         "dashboard on {} (log in with the token in {})",
         server.url(),

@@ -60,7 +60,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn require_caller(state: &Dashboard, headers: &HeaderMap) -> Result<super::login::Caller, ApiError> {
+fn require_caller(
+    state: &Dashboard,
+    headers: &HeaderMap,
+) -> Result<super::login::Caller, ApiError> {
     state.logins.caller(headers).ok_or_else(|| {
         ApiError(
             StatusCode::UNAUTHORIZED,

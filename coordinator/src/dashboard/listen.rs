@@ -123,9 +123,7 @@ impl DashboardServer {
                     None => serve_connection(TokioIo::new(stream), service).await,
                     Some(tls) => {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                            Ok(Ok(stream)) => {
-                                serve_connection(TokioIo::new(stream), service).await
-                            }
+                            Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), service).await,
                             Ok(Err(e)) => debug!(%peer, "dashboard: TLS handshake failed: {e}"),
                             Err(_) => debug!(%peer, "dashboard: TLS handshake timed out"),
                         }

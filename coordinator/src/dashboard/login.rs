@@ -288,7 +288,11 @@ pub async fn login(
         return Redirect::to(&next).into_response();
     };
     if !same_origin(&headers) {
-        return pages::login(&next, Some("Refused: the form came from another site."), StatusCode::FORBIDDEN);
+        return pages::login(
+            &next,
+            Some("Refused: the form came from another site."),
+            StatusCode::FORBIDDEN,
+        );
     }
     let given = form.token.trim().as_bytes();
     if constant_time_eq(given, user) {
@@ -323,10 +327,9 @@ pub async fn logout(State(state): State<Dashboard>, headers: HeaderMap) -> Respo
     }
     state.logins.close(&headers);
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        state.logins.cookie("", Duration::ZERO),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, state.logins.cookie("", Duration::ZERO));
     response
 }
 
@@ -372,9 +375,15 @@ mod tests {
         assert!(!l.csrf_ok(&caller, &forged));
         // From another site's page, even with the token.
         good.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        good.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        good.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!l.csrf_ok(&caller, &good));
-        good.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        good.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(l.csrf_ok(&caller, &good));
         l.close(&headers);
         assert!(l.caller(&headers).is_none(), "logged out");
@@ -387,15 +396,25 @@ mod tests {
             .caller(&with("authorization", "Bearer user-secret"))
             .expect("user token");
         assert!(caller.csrf.is_none());
-        assert!(l.caller(&with("authorization", "Bearer worker-secret")).is_none());
-        assert!(l.caller(&with("authorization", "Bearer user-secre")).is_none());
+        assert!(l
+            .caller(&with("authorization", "Bearer worker-secret"))
+            .is_none());
+        assert!(l
+            .caller(&with("authorization", "Bearer user-secre"))
+            .is_none());
     }
 
     #[test]
     fn the_cookie_is_http_only_strict_and_secure_over_tls() {
         let cookie = logins().cookie("abc", SESSION_TTL);
         let text = cookie.to_str().unwrap();
-        for part in ["ablate_session=abc", "HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        for part in [
+            "ablate_session=abc",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Secure",
+            "Path=/",
+        ] {
             assert!(text.contains(part), "{text}");
         }
         let plain = Logins::new(None, false).cookie("abc", SESSION_TTL);
@@ -405,7 +424,13 @@ mod tests {
     #[test]
     fn login_redirects_stay_on_this_site() {
         assert_eq!(safe_next(Some("/experiments/x-1")), "/experiments/x-1");
-        for bad in ["//evil.example", "/\\evil", "https://evil.example", "", "/a b"] {
+        for bad in [
+            "//evil.example",
+            "/\\evil",
+            "https://evil.example",
+            "",
+            "/a b",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");

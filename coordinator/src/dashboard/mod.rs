@@ -46,11 +46,7 @@ pub struct Dashboard {
 
 /// The dashboard's routes over `coord`; `tokens` `None` serves without login
 /// (`--no-auth`); `secure_cookie` marks the session cookie `Secure` (served over TLS).
-pub fn router(
-    coord: Arc<Coordinator>,
-    tokens: Option<&RoleTokens>,
-    secure_cookie: bool,
-) -> Router {
+pub fn router(coord: Arc<Coordinator>, tokens: Option<&RoleTokens>, secure_cookie: bool) -> Router {
     let state = Dashboard {
         coord,
         logins: Arc::new(login::Logins::new(tokens, secure_cookie)),

@@ -211,7 +211,10 @@ mod tests {
 
     #[test]
     fn a_run_id_names_its_experiment() {
-        assert_eq!(experiment_of_run("quick-1a2b3c4d-0003"), Some("quick-1a2b3c4d"));
+        assert_eq!(
+            experiment_of_run("quick-1a2b3c4d-0003"),
+            Some("quick-1a2b3c4d")
+        );
         assert_eq!(experiment_of_run("nodash"), None);
         assert_eq!(experiment_of_run("x-12a4"), None);
     }

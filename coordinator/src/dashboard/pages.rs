@@ -25,13 +25,13 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     // Not `no-referrer`: with it, browsers send `Origin: null` on form posts.
-    h.insert(
-        "referrer-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -52,7 +52,14 @@ fn to_login(uri: &Uri) -> Response {
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
 
-fn shell(state: &Dashboard, headers: &HeaderMap, uri: &Uri, page: &str, title: &str, id: &str) -> Response {
+fn shell(
+    state: &Dashboard,
+    headers: &HeaderMap,
+    uri: &Uri,
+    page: &str,
+    title: &str,
+    id: &str,
+) -> Response {
     let Some(caller) = state.logins.caller(headers) else {
         return to_login(uri);
     };
@@ -61,7 +68,10 @@ fn shell(state: &Dashboard, headers: &HeaderMap, uri: &Uri, page: &str, title: &
         .replace("{{PAGE}}", page)
         .replace("{{ID}}", &escape(id))
         .replace("{{CSRF}}", &escape(caller.csrf.as_deref().unwrap_or("")))
-        .replace("{{AUTH}}", if state.logins.enabled() { "on" } else { "off" });
+        .replace(
+            "{{AUTH}}",
+            if state.logins.enabled() { "on" } else { "off" },
+        );
     Html(html).into_response()
 }
 
@@ -91,7 +101,10 @@ pub async fn workers(State(state): State<Dashboard>, headers: HeaderMap, uri: Ur
 /// The login form, with `error` shown above it.
 pub fn login(next: &str, error: Option<&str>, status: StatusCode) -> Response {
     let error = match error {
-        Some(e) => format!("<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>", escape(e)),
+        Some(e) => format!(
+            "<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>",
+            escape(e)
+        ),
         None => String::new(),
     };
     let html = LOGIN

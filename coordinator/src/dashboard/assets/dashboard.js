@@ -36,6 +36,11 @@ function s(tag, attrs, ...children) {
   return e;
 }
 
+// replaceChildren without the parts a page leaves out (null).
+function show(...parts) {
+  main.replaceChildren(...parts.flat().filter((p) => p !== null && p !== undefined && p !== false));
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const dash = "—";
 
@@ -155,7 +160,7 @@ async function follow(url, render) {
     } catch (e) {
       setLive(false, "reconnecting…");
       if (String(e.message || "").includes("not found")) {
-        main.replaceChildren(h("div", { class: "error-box", text: e.message }));
+        show(h("div", { class: "error-box", text: e.message }));
         return;
       }
       await sleep(2500);
@@ -204,7 +209,7 @@ function renderExperiments(doc) {
       h("th", { class: "num", text: "Runs" }), h("th", { class: "hide-narrow", text: "Submitted" }),
       h("th", { class: "num", text: "Wall time (active)" }))),
     h("tbody", {}, rows));
-  main.replaceChildren(
+  show(
     h("h1", { text: "Experiments" }),
     h("p", { class: "meta", text: doc.total === 0 ? "Nothing submitted yet: ablate submit GRID, or ablate run GRID." :
       doc.total + " experiment" + (doc.total === 1 ? "" : "s") + ", newest first." }),
@@ -235,7 +240,7 @@ function niceStep(range) {
 }
 
 function chart(metric, title, fmt, runs) {
-  const W = 560, H = 280, L = 50, R = 14, T = 12, B = 30;
+  const W = 560, H = 280, R = 14, T = 12, B = 30;
   let maxEpoch = 1, lo = Infinity, hi = -Infinity;
   for (const run of runs) {
     maxEpoch = Math.max(maxEpoch, run.epochs || 1);
@@ -251,10 +256,14 @@ function chart(metric, title, fmt, runs) {
   const step = niceStep(hi - lo);
   lo = Math.floor(lo / step) * step;
   hi = Math.ceil(hi / step) * step;
+  const ticks = [];
+  for (let v = lo; v <= hi + step / 2; v += step) ticks.push(v);
+  // Room for the longest tick label at the phone's larger font (about 10 units a character).
+  const L = 16 + 10 * Math.max(...ticks.map((v) => fmt(v).length));
   const x = (e) => L + ((e - 1) / Math.max(1, maxEpoch - 1)) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, "data-metric": metric });
-  for (let v = lo; v <= hi + step / 2; v += step) {
+  for (const v of ticks) {
     svg.append(s("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
     const t = s("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" });
     t.textContent = fmt(v);
@@ -318,9 +327,9 @@ function runsTable(doc) {
     h("td", { class: "name" }, h("div", { class: "run-name" }, swatch(run.color), h("span", { text: run.name }))),
     factors.map((f) => h("td", { class: "factor hide-narrow" }, run.factors[f] === undefined ? dash :
       h("code", { text: typeof run.factors[f] === "string" ? run.factors[f] : JSON.stringify(run.factors[f]) }))),
-    h("td", { class: "num", text: params(run.params) }),
+    h("td", { class: "num hide-narrow", text: params(run.params) }),
     h("td", { class: "num best-acc", text: percent(run.best_eval_acc) }),
-    h("td", { class: "num", text: run.best_epoch ?? dash }),
+    h("td", { class: "num hide-narrow", text: run.best_epoch ?? dash }),
     progressCell(run),
     h("td", { class: "num", text: run.attempts }),
     h("td", { text: run.worker || dash }),
@@ -332,8 +341,8 @@ function runsTable(doc) {
   return h("table", { id: "runs" },
     h("thead", {}, h("tr", {},
       h("th", { text: "Run" }), factors.map((f) => h("th", { class: "factor hide-narrow", text: f })),
-      h("th", { class: "num", text: "Params" }), h("th", { class: "num", text: "Best eval acc" }),
-      h("th", { class: "num", text: "Best epoch" }), h("th", { text: "Progress" }),
+      h("th", { class: "num hide-narrow", text: "Params" }), h("th", { class: "num", text: "Best eval acc" }),
+      h("th", { class: "num hide-narrow", text: "Best epoch" }), h("th", { text: "Progress" }),
       h("th", { class: "num", text: "Attempts" }), h("th", { text: "Worker" }),
       h("th", { text: "State" }), h("th", { class: "num", text: "Time" }),
       showWhy ? h("th", { text: "Why (pending, stopped, failed)" }) : null)),
@@ -396,7 +405,7 @@ function renderExperiment(doc) {
       onclick: () => cancelTarget(e.id, "experiment " + e.name + " (every unfinished run)") }, "Cancel experiment") : null);
   const legend = h("div", { class: "legend" },
     [...doc.runs].sort((a, b) => a.index - b.index).map((r) => h("span", {}, swatch(r.color), r.name)));
-  main.replaceChildren(
+  show(
     title,
     h("section", { class: "summary" }, doc.summary.map((t) => h("p", { text: t }))),
     h("section", {}, h("h2", { text: "Runs" }),
@@ -421,7 +430,7 @@ function renderWorkers(doc) {
       r.experiment ? h("a", { href: "/experiments/" + encodeURIComponent(r.experiment), text: r.id }) : r.id]) : h("span", { class: "muted", text: "idle" })),
     h("td", { class: "num", text: w.threads }),
     h("td", { text: ago(w.seconds_since_seen) })));
-  main.replaceChildren(
+  show(
     h("h1", { text: "Workers" }),
     h("p", { class: "meta", text: doc.workers.length ? doc.workers.filter((w) => w.connected).length + " of " + doc.workers.length + " connected." : "No worker has registered yet." }),
     h("section", {}, h("div", { class: "scroll" }, h("table", { id: "workers" },
