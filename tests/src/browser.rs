@@ -44,6 +44,12 @@ pub struct Browser {
 impl Browser {
     /// Starts `chromium` with a fresh profile and opens a blank page of `width`×`height`.
     pub fn launch(chromium: &Path, width: u32, height: u32) -> Browser {
+        Browser::launch_with(chromium, width, height, &[])
+    }
+
+    /// [`Browser::launch`] with more command-line switches (`--ignore-certificate-errors`
+    /// for a test CA's certificate).
+    pub fn launch_with(chromium: &Path, width: u32, height: u32, switches: &[&str]) -> Browser {
         let profile = tempfile::tempdir().expect("a profile directory");
         let (browser_reads, to_browser) = std::io::pipe().expect("a pipe");
         let (from_browser, browser_writes) = std::io::pipe().expect("a pipe");
@@ -65,6 +71,7 @@ impl Browser {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(format!("--window-size={width},{height}"))
+            .args(switches)
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -349,3 +349,62 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     assert_eq!(overflow.as_i64(), Some(0), "the page is wider than a phone");
     browser.screenshot(&shots.join("experiment-390-full.png"), true);
 }
+
+#[test]
+fn over_tls_the_dashboard_serves_https_and_a_secure_cookie() {
+    let Some(chromium) = find_chromium() else {
+        println!(
+            "SKIPPED over_tls_the_dashboard_serves_https_and_a_secure_cookie: no `chromium` on \
+             the PATH (apt-get install -y chromium, or set ABLATE_CHROMIUM)"
+        );
+        return;
+    };
+    let mut cluster = Cluster::new(15).with_tls(false);
+    let port = free_port();
+    cluster.coordinator_args = vec!["--http".into(), format!("127.0.0.1:{port}")];
+    cluster.start_coordinator();
+    // Plain HTTP to the TLS port is no page.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("<form"),
+        "the login page over plain HTTP"
+    );
+
+    // The certificate is the test CA's: the browser is told to accept it.
+    let mut browser = Browser::launch_with(&chromium, 1280, 800, &["--ignore-certificate-errors"]);
+    browser.navigate(&format!("https://localhost:{port}/workers"));
+    browser.wait_for(
+        "the login form over TLS",
+        "location.protocol === 'https:' && location.pathname === '/login' && !!document.querySelector('#token')",
+        WAIT,
+    );
+    browser
+        .eval(&format!(
+            "document.querySelector('#token').value = {:?}; \
+             document.querySelector('#login-form').submit(); true",
+            cluster.token
+        ))
+        .unwrap();
+    browser.wait_for(
+        "the workers page",
+        "location.pathname === '/workers' && !!document.querySelector('#workers')",
+        WAIT,
+    );
+    let cookies = browser
+        .call("Network.getCookies", serde_json::json!({}))
+        .unwrap();
+    let session = cookies["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ablate_session")
+        .unwrap_or_else(|| panic!("no session cookie: {cookies}"));
+    assert_eq!(session["secure"], true, "{session}");
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+}
