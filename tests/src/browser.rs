@@ -222,7 +222,7 @@ impl Browser {
         }
         let page = self
             .eval("location.href + '\\n' + (document.body ? document.body.innerText.slice(0, 600) : '')")
-            .unwrap_or_else(|e| Value::String(e));
+            .unwrap_or_else(Value::String);
         panic!("timed out waiting for {what}: last {last:?}; the page: {page}");
     }
 
