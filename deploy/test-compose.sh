@@ -73,6 +73,7 @@ export COMPOSE_PROJECT_NAME="ablatetest$$"
 export ABLATE_TAG="$TAG"
 export ABLATE_ENV_FILE="$TMP/ablate.env"
 export ABLATE_PUBLISH="127.0.0.1:0"          # a free port, read back with `compose port`
+export ABLATE_HTTP_PUBLISH="127.0.0.1:0"     # the dashboard's, likewise
 export ABLATE_DATASETS="${ABLATE_DATASETS:-/usr/share/datasets}"
 export RUST_LOG="${RUST_LOG:-info}"
 # TLS and two tokens, as in production: certificates and tokens made for this run.

@@ -16,6 +16,7 @@
 //! - [`server`]: [`server::serve`] with graceful shutdown and the lease-expiry task.
 //! - [`client`]: a connected `Experiments` client with the token.
 //! - [`cli`]: the `ablate` commands; [`single_node`]: `ablate run`.
+//! - [`dashboard`]: the live dashboard in the browser (`serve --http`, `ablate run`).
 //! - [`report`]: rendering an experiment's report (Markdown, HTML, CSV, JSON).
 //! - [`tensorboard`]: TensorBoard event files of each run's scalars.
 //! - [`claims`]: verdicts on a grid's claims (pure); [`stats`]: the t distribution.
@@ -32,6 +33,7 @@ pub mod claims;
 pub mod cli;
 pub mod cli_models;
 pub mod client;
+pub mod dashboard;
 pub mod early_stop;
 pub mod fair_queue;
 pub mod launcher;

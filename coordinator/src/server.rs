@@ -46,6 +46,9 @@ pub enum ServerError {
     /// Neither tokens nor `--no-auth`.
     #[error("refusing to serve without tokens: pass --user-token and --worker-token (or ABLATE_USER_TOKEN and ABLATE_WORKER_TOKEN, or their *_FILE variants; --no-auth only on a trusted network)")]
     NoToken,
+    /// The dashboard cannot start (its TLS configuration).
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
     /// The session key file cannot be read or created.
     #[error("worker session key in {path}: {cause}")]
     SessionKey {
@@ -132,6 +135,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    serve_with_dashboard(config, listener, None, shutdown).await
+}
+
+/// [`serve`], and the dashboard ([`crate::dashboard`]) on `dashboard` when given, with the
+/// same tokens and TLS, until the server stops.
+pub async fn serve_with_dashboard(
+    config: ServerConfig,
+    listener: TcpListener,
+    dashboard: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
     if config.tokens.is_none() && !config.allow_no_auth {
         return Err(ServerError::NoToken);
     }
@@ -143,10 +157,22 @@ pub async fn serve(
     for (user, weight) in &config.user_weights {
         coord.set_user_weight(user, *weight);
     }
+    let dashboard = dashboard
+        .map(|l| {
+            crate::dashboard::DashboardServer::new(
+                coord.clone(),
+                config.tokens.as_ref(),
+                config.tls.as_ref(),
+                l,
+            )
+        })
+        .transpose()?
+        .map(|d| tokio::spawn(d.run()));
     let launcher = config
         .launcher
         .as_ref()
         .and_then(|l| l.start(coord.clone()));
+    let state = coord.clone();
     let served = serve_state(
         coord,
         config.tokens.as_ref(),
@@ -155,7 +181,12 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    // The state is closed: the launcher cancels its pending jobs and ends.
+    // The dashboard stops when the state closes (serving closes it, unless it failed
+    // before it began); the launcher then cancels its pending jobs and ends.
+    state.close();
+    if let Some(d) = dashboard {
+        let _ = d.await;
+    }
     if let Some(launcher) = launcher {
         let _ = launcher.await;
     }

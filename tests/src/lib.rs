@@ -1,5 +1,8 @@
 //! End-to-end test harness: starts the real `ablate` and `ablate-worker` binaries on
-//! loopback, kills them, and reads what users see (CLI output, report files).
+//! loopback, kills them, and reads what users see (CLI output, report files); [`browser`]
+//! drives headless Chromium for the dashboard's tests.
+
+pub mod browser;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -130,6 +133,8 @@ pub struct Cluster {
     pub workers: Vec<Option<Proc>>,
     /// Certificates when the cluster runs over TLS ([`Cluster::with_tls`]).
     pub pki: Option<TestPki>,
+    /// More arguments of `ablate serve` (`--http ADDR`).
+    pub coordinator_args: Vec<String>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -145,6 +150,7 @@ impl Cluster {
             coordinator: None,
             workers: Vec::new(),
             pki: None,
+            coordinator_args: Vec::new(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -229,6 +235,7 @@ impl Cluster {
             format!("{}s", self.lease_ttl_secs),
         ];
         let mut args = args;
+        args.extend(self.coordinator_args.iter().cloned());
         if let Some(pki) = &self.pki {
             args.extend([
                 "--tls-cert".into(),

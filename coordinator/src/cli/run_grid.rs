@@ -50,6 +50,49 @@ pub(super) struct RunArgs {
     /// Complete checkpoints kept per run on the coordinator (the newest ones).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep_checkpoints: u32,
+    /// Loopback address of the live dashboard (port 0: any free port); its URL is printed,
+    /// the token to log in with is written to DATA_DIR/dashboard-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    http: String,
+    /// No dashboard.
+    #[arg(long)]
+    no_dashboard: bool,
+}
+
+/// The dashboard of `ablate run`, on loopback, and the file holding the token to log in
+/// with (readable by the owner only).
+async fn start_dashboard(
+    coord: &std::sync::Arc<Coordinator>,
+    tokens: &RoleTokens,
+    addr: &str,
+    data_dir: &Path,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--http: cannot listen on {addr}"))?;
+    if !listener.local_addr()?.ip().is_loopback() {
+        anyhow::bail!("--http {addr}: `ablate run` serves its dashboard on loopback only (use `ablate serve --http` with TLS for a network)");
+    }
+    let token_file = data_dir.join("dashboard-token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&token_file)
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(file, "{}", tokens.user.expose())?;
+    let server =
+        crate::dashboard::DashboardServer::new(coord.clone(), Some(tokens), None, listener)?;
+    eprintln!(
+        "dashboard on {} (log in with the token in {})",
+        server.url(),
+        token_file.display()
+    );
+    Ok(tokio::spawn(server.run()))
 }
 
 /// An error listing why the local workers cannot run the grid, if there is any reason.
@@ -160,6 +203,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         lease_ttl: args.lease_ttl,
         keep_checkpoints: args.keep_checkpoints as usize,
     })?;
+    let dashboard = match args.no_dashboard {
+        true => None,
+        false => Some(start_dashboard(&coord, &tokens, &args.http, &args.data_dir).await?),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_server, stopped) = oneshot::channel::<()>();
@@ -226,6 +273,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("coordinator: {e}"),
         Err(e) => eprintln!("coordinator task: {e}"),
+    }
+    if let Some(d) = dashboard {
+        let _ = d.await;
     }
     result
 }

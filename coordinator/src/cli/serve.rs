@@ -13,7 +13,7 @@ use ablate_common::auth::resolve_token;
 use ablate_common::tls::read_pem;
 
 use crate::auth::{RoleTokens, Token};
-use crate::server::{serve, ServerConfig, ServerError, ServerTls};
+use crate::server::{serve_with_dashboard, ServerConfig, ServerError, ServerTls};
 
 /// Options of `ablate serve`.
 #[derive(Debug, Args)]
@@ -70,6 +70,10 @@ pub(super) struct ServeArgs {
     user_weight: Vec<(String, u32)>,
     #[command(flatten)]
     launcher: crate::launcher::args::LauncherArgs,
+    /// Serve the live dashboard (a browser UI; log in with the user token) on this address,
+    /// e.g. 127.0.0.1:8080; TLS and the non-loopback rule as for --listen.
+    #[arg(long, env = "ABLATE_HTTP", value_name = "ADDR")]
+    http: Option<String>,
 }
 
 impl ServeArgs {
@@ -162,15 +166,17 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    if tls.is_none() && !addr.ip().is_loopback() {
-        if !args.insecure_plaintext {
-            anyhow::bail!(
-                "refusing to serve plain HTTP on {addr}: tokens would cross the network in clear \
-                 text. Give --tls-cert and --tls-key (deploy/make-certs.sh makes them), listen \
-                 on 127.0.0.1, or pass --insecure-plaintext on a network you trust"
-            );
-        }
-        tracing::warn!("serving plain HTTP on {addr} (--insecure-plaintext): tokens cross the network in clear text");
+    let dashboard = match &args.http {
+        Some(http) => Some(
+            TcpListener::bind(http)
+                .await
+                .with_context(|| format!("--http: cannot listen on {http}"))?,
+        ),
+        None => None,
+    };
+    let dashboard_addr = dashboard.as_ref().map(|l| l.local_addr()).transpose()?;
+    for open in std::iter::once(addr).chain(dashboard_addr) {
+        refuse_plaintext(open, tls.is_some(), args.insecure_plaintext)?;
     }
     eprintln!(
         "ablate coordinator on {addr} ({}, data in {}, auth {})",
@@ -188,6 +194,17 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             data_dir: &args.data_dir,
         })?
         .map(crate::launcher::LauncherStart::new);
+    if let Some(a) = dashboard_addr {
+        eprintln!(
+            "dashboard on {}{}",
+            crate::dashboard::listen::url(a, tls.is_some()),
+            if tokens.is_some() {
+                " (log in with the user token)"
+            } else {
+                ""
+            }
+        );
+    }
     let config = ServerConfig {
         data_dir: args.data_dir,
         tokens,
@@ -198,6 +215,25 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         user_weights: args.user_weight,
         launcher,
     };
-    serve(config, listener, shutdown_signal()).await?;
+    serve_with_dashboard(config, listener, dashboard, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Plain HTTP only on loopback, unless the operator said otherwise.
+fn refuse_plaintext(
+    addr: std::net::SocketAddr,
+    tls: bool,
+    insecure_plaintext: bool,
+) -> anyhow::Result<()> {
+    if !tls && !addr.ip().is_loopback() {
+        if !insecure_plaintext {
+            anyhow::bail!(
+                "refusing to serve plain HTTP on {addr}: tokens would cross the network in clear \
+                 text. Give --tls-cert and --tls-key (deploy/make-certs.sh makes them), listen \
+                 on 127.0.0.1, or pass --insecure-plaintext on a network you trust"
+            );
+        }
+        tracing::warn!("serving plain HTTP on {addr} (--insecure-plaintext): tokens cross the network in clear text");
+    }
+    Ok(())
 }
