@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::scheduler::{Millis, RunState};
+use crate::scheduling::scheduler::{Millis, RunState};
 
 /// A submitted experiment, as inserted.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,4 +211,86 @@ pub struct EventRow {
     pub kind: String,
     /// Readable text.
     pub message: String,
+}
+
+/// A run as its experiment's report lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRunRow {
+    /// Run id.
+    pub id: String,
+    /// Readable name.
+    pub name: String,
+    /// Catalogue model.
+    pub model: String,
+    /// The grid values that vary.
+    pub factors: BTreeMap<String, serde_json::Value>,
+    /// Trainable parameters.
+    pub params: u64,
+    /// State, as stored (`finished`, …).
+    pub state: String,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Failure reason.
+    pub error: Option<String>,
+}
+
+/// A stop decision as stored (one row per stopped run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopRow {
+    /// The stopped run.
+    pub run_id: String,
+    /// Its experiment.
+    pub experiment_id: String,
+    /// `median` or `asha`.
+    pub rule: String,
+    /// The metric compared.
+    pub metric: String,
+    /// The epoch the verdict was taken at.
+    pub epoch: u32,
+    /// The run's variant's value there.
+    pub value: Option<f64>,
+    /// The median of the others, or the rung's cut-off.
+    pub threshold: Option<f64>,
+    /// The other variants' values, best first.
+    pub compared: Vec<f64>,
+    /// Other variants that had not reached the epoch.
+    pub pending: u32,
+    /// A readable sentence with the numbers.
+    pub reason: String,
+    /// Epochs the run had stored when it was stopped.
+    pub stored_epochs: u32,
+    /// When.
+    pub decided_ms: Millis,
+    /// When a user resumed it (`None`: still stopped).
+    pub resumed_ms: Option<Millis>,
+}
+
+/// One run as the decision logic reads it from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopInputRow {
+    /// Run id.
+    pub run_id: String,
+    /// Index in the experiment.
+    pub index: u32,
+    /// The RunSpec as JSON.
+    pub spec_json: String,
+    /// Epochs to train.
+    pub epochs: u32,
+    /// State.
+    pub state: RunState,
+    /// Its stop decision, if any.
+    pub stop: Option<StopRow>,
+    /// Stored epochs: (epoch, value of the metric; `NaN` when missing).
+    pub values: Vec<(u32, f64)>,
+}
+
+/// What a run's compute is counted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeRow {
+    /// Epochs to train.
+    pub epochs: u32,
+    /// GPUs a run (0: CPU).
+    pub gpus: u32,
+    /// CPU threads of the worker that last ran it (`None`: never ran).
+    pub cores: Option<u32>,
 }

@@ -1,66 +1,30 @@
-//! [`Store`]: the SQLite file, its reads, and [`Tx`], the transaction every write goes
-//! through.
+//! [`SqliteStore`]: the SQLite file, its reads, and [`SqliteTx`], the transaction every
+//! write goes through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
+use ablate_common::spec::early_stopping::Metric;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tracing::warn;
 
 use super::checkpointer::{Checkpointer, CHECKPOINT_EVERY, WRITER_CHECKPOINT_PAGES};
-use super::records::{
-    AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow,
-};
 use super::schema::{MIGRATIONS, SCHEMA_VERSION};
-use crate::report::{ExperimentInfo, ReportData, RunData};
-use crate::scheduler::{Change, Demand, Lease, Millis, RunSched, RunState, WorkerInfo};
-
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The file cannot be opened or set up.
-    #[error("cannot open the store {path}: {cause}")]
-    Open {
-        /// The SQLite file.
-        path: PathBuf,
-        /// Why.
-        cause: rusqlite::Error,
-    },
-    /// The file was written by a newer build.
-    #[error("the store {path} has schema version {found}; this build knows up to {supported}")]
-    TooNew {
-        /// The SQLite file.
-        path: PathBuf,
-        /// Its version.
-        found: i64,
-        /// Ours.
-        supported: i64,
-    },
-    /// A query failed.
-    #[error("store: {0}")]
-    Sql(#[from] rusqlite::Error),
-    /// A stored value does not decode.
-    #[error("store: corrupt value in {what}: {message}")]
-    Corrupt {
-        /// Where.
-        what: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-fn corrupt(what: &'static str, message: impl fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        message: message.to_string(),
-    }
-}
+use super::stops;
+use crate::scheduling::scheduler::{Change, Demand, Lease, Millis, RunSched, RunState, WorkerInfo};
+use crate::state::store::error::corrupt;
+use crate::state::store::records::{
+    AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, ReportRunRow,
+    RunRow,
+};
+use crate::state::store::records::{ComputeRow, StopInputRow, StopRow};
+use crate::state::store::{Store, StoreError, Tx};
 
 /// The coordinator's SQLite file.
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     /// Checkpoints the write-ahead log off the request path (`None`: SQLite's automatic
@@ -68,26 +32,28 @@ pub struct Store {
     _checkpointer: Option<Checkpointer>,
 }
 
-impl fmt::Debug for Store {
+impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 /// One write transaction: everything done through it commits together or not at all.
-pub struct Tx<'a> {
+pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
-impl fmt::Debug for Tx<'_> {
+impl fmt::Debug for SqliteTx<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Tx")
+        f.write_str("SqliteTx")
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates) the store file and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_err = |cause| StoreError::Open {
             path: path.to_path_buf(),
             cause,
@@ -135,7 +101,7 @@ impl Store {
                 None
             }
         };
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             _checkpointer: checkpointer,
@@ -147,26 +113,34 @@ impl Store {
         &self.path
     }
 
-    /// The connection, for reads in sibling modules.
-    pub(super) fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Runs `f` in one transaction; commits when it returns `Ok`, rolls back otherwise.
     pub fn write<T>(
         &mut self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&SqliteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = Tx {
+        let tx = SqliteTx {
             tx: self.conn.transaction()?,
         };
         let out = f(&tx)?;
         tx.tx.commit()?;
         Ok(out)
     }
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn transaction(
+        &mut self,
+        f: &mut dyn FnMut(&dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| f(tx))
+    }
 
     /// Every run's scheduling record (to rebuild the scheduler at start).
-    pub fn load_runs(&self) -> Result<Vec<RunSched>, StoreError> {
+    fn load_runs(&self) -> Result<Vec<RunSched>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT r.id, r.experiment_id, e.seq, r.idx, r.gpus, r.state, r.attempt, r.failures,
                     r.max_attempts, r.worker_id, r.devices_json, r.lease_deadline_ms, r.error
@@ -216,7 +190,7 @@ impl Store {
     }
 
     /// Every registered worker.
-    pub fn load_workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+    fn load_workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, name, devices_json, threads FROM workers ORDER BY registered_ms",
         )?;
@@ -244,7 +218,7 @@ impl Store {
     }
 
     /// Every experiment, in submit order.
-    pub fn experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
+    fn experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
         let sql = format!("{EXPERIMENT_SELECT} GROUP BY e.seq ORDER BY e.seq");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], experiment_row)?;
@@ -252,7 +226,7 @@ impl Store {
     }
 
     /// (id, grid text) of every experiment that has runs not yet terminal.
-    pub fn unfinished_grids(&self) -> Result<Vec<(String, String)>, StoreError> {
+    fn unfinished_grids(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT e.id, e.grid_toml FROM experiments e WHERE EXISTS (SELECT 1 FROM runs r
              WHERE r.experiment_id = e.id AND r.state IN ('queued', 'running'))
@@ -264,7 +238,7 @@ impl Store {
 
     /// (id, user) of every experiment that has runs not yet terminal and was submitted by
     /// a named user.
-    pub fn unfinished_users(&self) -> Result<Vec<(String, String)>, StoreError> {
+    fn unfinished_users(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT e.id, e.submitted_by FROM experiments e WHERE e.submitted_by != ''
              AND EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.id
@@ -276,7 +250,7 @@ impl Store {
     }
 
     /// The user who submitted an experiment (`""`: not recorded).
-    pub fn submitted_by(&self, experiment_id: &str) -> Result<String, StoreError> {
+    fn submitted_by(&self, experiment_id: &str) -> Result<String, StoreError> {
         Ok(self
             .conn
             .query_row(
@@ -289,7 +263,7 @@ impl Store {
     }
 
     /// An experiment by id, else the newest with that name.
-    pub fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>, StoreError> {
+    fn find_experiment(&self, id_or_name: &str) -> Result<Option<ExperimentRow>, StoreError> {
         let sql = format!(
             "{EXPERIMENT_SELECT} WHERE e.id = ?1 OR e.name = ?1 GROUP BY e.seq
              ORDER BY (e.id = ?1) DESC, e.seq DESC LIMIT 1"
@@ -301,7 +275,7 @@ impl Store {
     }
 
     /// The newest experiment submitted from exactly this grid text, with its counts.
-    pub fn find_by_grid(
+    fn find_by_grid(
         &self,
         name: &str,
         grid_toml: &str,
@@ -317,7 +291,7 @@ impl Store {
     }
 
     /// The runs of an experiment, in order.
-    pub fn run_rows(&self, experiment_id: &str) -> Result<Vec<RunRow>, StoreError> {
+    fn run_rows(&self, experiment_id: &str) -> Result<Vec<RunRow>, StoreError> {
         let sql = format!("{RUN_SELECT} WHERE r.experiment_id = ?1 ORDER BY r.idx");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params![experiment_id], run_row_raw)?;
@@ -325,7 +299,7 @@ impl Store {
     }
 
     /// One run.
-    pub fn run_row(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
+    fn run_row(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
         let sql = format!("{RUN_SELECT} WHERE r.id = ?1");
         self.conn
             .query_row(&sql, params![run_id], run_row_raw)
@@ -335,7 +309,7 @@ impl Store {
     }
 
     /// The ids of an experiment's runs, in order.
-    pub fn run_ids(&self, experiment_id: &str) -> Result<Vec<String>, StoreError> {
+    fn run_ids(&self, experiment_id: &str) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id FROM runs WHERE experiment_id = ?1 ORDER BY idx")?;
@@ -344,7 +318,7 @@ impl Store {
     }
 
     /// What an assignment of the run needs.
-    pub fn assignment(&self, run_id: &str) -> Result<Option<AssignmentRow>, StoreError> {
+    fn assignment(&self, run_id: &str) -> Result<Option<AssignmentRow>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
@@ -365,7 +339,7 @@ impl Store {
     }
 
     /// The stored epochs of a run, in order.
-    pub fn epochs(&self, run_id: &str) -> Result<Vec<EpochRecord>, StoreError> {
+    fn epochs(&self, run_id: &str) -> Result<Vec<EpochRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT epoch, train_loss, train_acc, eval_loss, eval_acc, lr, seconds, images_per_sec
              FROM epochs WHERE run_id = ?1 ORDER BY epoch",
@@ -389,7 +363,7 @@ impl Store {
     }
 
     /// Sampled step losses of a run, in order.
-    pub fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+    fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT epoch, step, loss FROM steps WHERE run_id = ?1 ORDER BY step")?;
@@ -404,7 +378,7 @@ impl Store {
     }
 
     /// The event log of a run (or of every run when `run_id` is `None`), oldest first.
-    pub fn events(&self, run_id: Option<&str>) -> Result<Vec<EventRow>, StoreError> {
+    fn events(&self, run_id: Option<&str>) -> Result<Vec<EventRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT at_ms, run_id, attempt, kind, message FROM events
              WHERE ?1 IS NULL OR run_id = ?1 ORDER BY id",
@@ -421,20 +395,13 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Everything a report of the experiment is rendered from.
-    pub fn report_data(
-        &self,
-        experiment_id: &str,
-        now: Millis,
-    ) -> Result<Option<ReportData>, StoreError> {
-        let Some(exp) = self.find_experiment(experiment_id)? else {
-            return Ok(None);
-        };
+    /// The runs of an experiment as its report lists them, in order.
+    fn report_runs(&self, experiment_id: &str) -> Result<Vec<ReportRunRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, name, model, factors_json, params, state, attempt, error
              FROM runs WHERE experiment_id = ?1 ORDER BY idx",
         )?;
-        let rows = stmt.query_map(params![exp.id], |row| {
+        let rows = stmt.query_map(params![experiment_id], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -451,12 +418,7 @@ impl Store {
             let (id, name, model, factors, params, state, attempts, error) = row?;
             let factors: BTreeMap<String, serde_json::Value> =
                 serde_json::from_str(&factors).map_err(|e| corrupt("runs.factors_json", e))?;
-            let wall_s = self
-                .run_row(&id)?
-                .map(|r| r.elapsed_seconds(now))
-                .unwrap_or(0.0);
-            runs.push(RunData {
-                epochs: self.epochs(&id)?,
+            runs.push(ReportRunRow {
                 id,
                 name,
                 model,
@@ -464,25 +426,49 @@ impl Store {
                 params,
                 state,
                 attempts,
-                wall_s,
                 error,
             });
         }
-        let (file_name, grid_toml): (String, String) = self.conn.query_row(
-            "SELECT file_name, grid_toml FROM experiments WHERE id = ?1",
-            params![exp.id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        Ok(Some(ReportData {
-            experiment: ExperimentInfo {
-                id: exp.id.clone(),
-                name: exp.name.clone(),
-                state: exp.state().to_string(),
-            },
-            runs,
-            early_stopping: None,
-            claims: crate::report::claims::claims_of_grid(&grid_toml, &file_name),
-        }))
+        Ok(runs)
+    }
+
+    /// The grid file's name and text an experiment was submitted from.
+    fn grid_file(&self, experiment_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT file_name, grid_toml FROM experiments WHERE id = ?1",
+                params![experiment_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn early_stops(&self, experiment_id: &str) -> Result<HashMap<String, StopRow>, StoreError> {
+        stops::early_stops(&self.conn, experiment_id)
+    }
+
+    fn early_stop(&self, run_id: &str) -> Result<Option<StopRow>, StoreError> {
+        stops::early_stop(&self.conn, run_id)
+    }
+
+    fn stop_inputs(
+        &self,
+        experiment_id: &str,
+        metric: Metric,
+    ) -> Result<Vec<StopInputRow>, StoreError> {
+        stops::stop_inputs(&self.conn, experiment_id, metric)
+    }
+
+    fn compute_rows(&self, experiment_id: &str) -> Result<HashMap<String, ComputeRow>, StoreError> {
+        stops::compute_rows(&self.conn, experiment_id)
+    }
+
+    fn epoch_seconds(
+        &self,
+        experiment_id: &str,
+    ) -> Result<HashMap<String, (u32, f64)>, StoreError> {
+        stops::epoch_seconds(&self.conn, experiment_id)
     }
 }
 
@@ -568,14 +554,11 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-impl Tx<'_> {
-    /// The transaction, for writes in sibling modules.
-    pub(super) fn connection(&self) -> &Connection {
-        &self.tx
-    }
+impl SqliteTx<'_> {}
 
+impl Tx for SqliteTx<'_> {
     /// Inserts a new experiment; returns its submit sequence.
-    pub fn insert_experiment(&self, e: &NewExperiment) -> Result<u64, StoreError> {
+    fn insert_experiment(&self, e: &NewExperiment) -> Result<u64, StoreError> {
         self.tx.execute(
             "INSERT INTO experiments (id, name, description, file_name, grid_toml, submitted_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -592,7 +575,7 @@ impl Tx<'_> {
     }
 
     /// Records who submitted an experiment.
-    pub fn set_submitted_by(&self, experiment_id: &str, user: &str) -> Result<(), StoreError> {
+    fn set_submitted_by(&self, experiment_id: &str, user: &str) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE experiments SET submitted_by = ?2 WHERE id = ?1",
             params![experiment_id, user],
@@ -601,7 +584,7 @@ impl Tx<'_> {
     }
 
     /// Inserts a new run, `queued`.
-    pub fn insert_run(&self, r: &NewRun) -> Result<(), StoreError> {
+    fn insert_run(&self, r: &NewRun) -> Result<(), StoreError> {
         let factors = serde_json::to_string(&r.factors).map_err(|e| corrupt("factors", e))?;
         self.tx.execute(
             "INSERT INTO runs (id, experiment_id, idx, name, model, spec_json, factors_json, gpus,
@@ -626,7 +609,7 @@ impl Tx<'_> {
     }
 
     /// Writes a planned scheduler change (state, attempt, lease, timing) and its event.
-    pub fn apply(&self, change: &Change, now: Millis) -> Result<(), StoreError> {
+    fn apply(&self, change: &Change, now: Millis) -> Result<(), StoreError> {
         let run = &change.after;
         let (worker, devices, deadline) = match &run.lease {
             Some(l) => (
@@ -689,7 +672,7 @@ impl Tx<'_> {
     }
 
     /// Appends to the event log.
-    pub fn event(
+    fn event(
         &self,
         experiment_id: Option<&str>,
         run_id: Option<&str>,
@@ -708,7 +691,7 @@ impl Tx<'_> {
     }
 
     /// Where a run is, for progress bars.
-    pub fn progress(&self, run_id: &str, p: &ProgressUpdate) -> Result<(), StoreError> {
+    fn progress(&self, run_id: &str, p: &ProgressUpdate) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
                 "UPDATE runs SET current_epoch = ?2, current_step = ?3, steps_per_epoch = ?4,
@@ -727,7 +710,7 @@ impl Tx<'_> {
 
     /// Stores an epoch's metrics once: returns `false` (and changes nothing) when the run
     /// already has that epoch.
-    pub fn insert_epoch(
+    fn insert_epoch(
         &self,
         run_id: &str,
         attempt: u32,
@@ -758,7 +741,7 @@ impl Tx<'_> {
     }
 
     /// Stores sampled step losses (a step already stored is kept).
-    pub fn insert_steps(
+    fn insert_steps(
         &self,
         run_id: &str,
         attempt: u32,
@@ -775,7 +758,7 @@ impl Tx<'_> {
     }
 
     /// The parameter count a worker measured.
-    pub fn set_params(&self, run_id: &str, params: u64) -> Result<(), StoreError> {
+    fn set_params(&self, run_id: &str, params: u64) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE runs SET params = ?2 WHERE id = ?1",
             params![run_id, params],
@@ -784,7 +767,7 @@ impl Tx<'_> {
     }
 
     /// Points the run at its newest checkpoint file.
-    pub fn set_checkpoint(&self, run_id: &str, epoch: u32, file: &str) -> Result<(), StoreError> {
+    fn set_checkpoint(&self, run_id: &str, epoch: u32, file: &str) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE runs SET checkpoint_epoch = ?2, checkpoint_file = ?3 WHERE id = ?1",
             params![run_id, epoch, file],
@@ -793,7 +776,7 @@ impl Tx<'_> {
     }
 
     /// Registers a worker, or updates one that registers again.
-    pub fn upsert_worker(&self, w: &WorkerInfo, now: Millis) -> Result<(), StoreError> {
+    fn upsert_worker(&self, w: &WorkerInfo, now: Millis) -> Result<(), StoreError> {
         let devices = serde_json::to_string(&w.devices).map_err(|e| corrupt("devices", e))?;
         self.tx.execute(
             "INSERT INTO workers (id, name, devices_json, threads, registered_ms, last_seen_ms)
@@ -804,12 +787,25 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+
+    fn insert_stop(&self, s: &StopRow) -> Result<(), StoreError> {
+        stops::insert_stop(&self.tx, s)
+    }
+
+    fn mark_resumed(&self, run_id: &str, now: Millis) -> Result<(), StoreError> {
+        stops::mark_resumed(&self.tx, run_id, now)
+    }
+
+    fn set_cores(&self, run_id: &str, cores: u32) -> Result<(), StoreError> {
+        stops::set_cores(&self.tx, run_id, cores)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::Scheduler;
+    use crate::scheduling::scheduler::Scheduler;
+    use crate::state::report_data::report_data;
 
     fn temp_db(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -821,7 +817,7 @@ mod tests {
         dir.join("ablate.sqlite")
     }
 
-    fn submit(store: &mut Store, exp: &str, runs: u32) -> u64 {
+    fn submit(store: &mut SqliteStore, exp: &str, runs: u32) -> u64 {
         store
             .write(|tx| {
                 let seq = tx.insert_experiment(&NewExperiment {
@@ -869,7 +865,7 @@ mod tests {
     #[test]
     fn state_survives_reopening_and_epochs_are_written_once() {
         let path = temp_db("reopen");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         submit(&mut store, "e1", 2);
         let mut sched = Scheduler::new(10_000);
         for run in store.load_runs().unwrap() {
@@ -900,7 +896,7 @@ mod tests {
         drop(store);
 
         // A "restart": a fresh connection sees the lease, the attempt and the one epoch.
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         let runs = store.load_runs().unwrap();
         let r0 = runs.iter().find(|r| r.id == "e1-0").unwrap();
         assert_eq!(r0, sched.run("e1-0").unwrap());
@@ -928,7 +924,7 @@ mod tests {
     #[test]
     fn a_failing_transaction_changes_nothing() {
         let path = temp_db("rollback");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         submit(&mut store, "e1", 1);
         let result = store.write(|tx| {
             tx.insert_epoch("e1-0", 1, &epoch(1, 0.5), 1)?;
@@ -951,7 +947,7 @@ mod tests {
     #[test]
     fn report_data_has_runs_in_order_with_epochs_and_factors() {
         let path = temp_db("report");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         submit(&mut store, "e1", 3);
         store
             .write(|tx| {
@@ -960,7 +956,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let data = store.report_data("e1", 10).unwrap().unwrap();
+        let data = report_data(&store, "e1", 10).unwrap().unwrap();
         assert_eq!(data.experiment.name, "quick");
         assert_eq!(data.experiment.state, "queued");
         let names: Vec<&str> = data.runs.iter().map(|r| r.name.as_str()).collect();
@@ -968,13 +964,13 @@ mod tests {
         let epochs: Vec<u32> = data.runs[1].epochs.iter().map(|e| e.epoch).collect();
         assert_eq!(epochs, [1, 2]);
         assert_eq!(data.runs[2].factors["seed"], serde_json::json!(2));
-        assert!(store.report_data("nope", 10).unwrap().is_none());
+        assert!(report_data(&store, "nope", 10).unwrap().is_none());
     }
 
     #[test]
     fn diverged_losses_are_stored_as_missing() {
         let path = temp_db("nan");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         submit(&mut store, "e1", 1);
         let mut e = epoch(1, 0.1);
         e.train_loss = f64::NAN;
@@ -985,7 +981,7 @@ mod tests {
     #[test]
     fn newest_experiment_by_name_and_id_first() {
         let path = temp_db("names");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         submit(&mut store, "e1", 1);
         submit(&mut store, "e2", 1);
         assert_eq!(store.find_experiment("quick").unwrap().unwrap().id, "e2");
