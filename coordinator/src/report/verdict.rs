@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use ablate_common::spec::claims::{Claim, ClaimForm};
 
+use crate::report::stats::TTest;
 use crate::report::summary::MeanStd;
-use crate::stats::TTest;
 
 /// One selected run as the verdict sees it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,11 @@
 //! Early stopping in the coordinator: after an epoch is stored (or a run ends), the
 //! experiment's `[early_stopping]` rule is applied to the stored epochs
-//! ([`crate::early_stop::decide`]); each run it stops becomes `stopped` in the same
+//! ([`crate::state::stopping::rules::decide`]); each run it stops becomes `stopped` in the same
 //! transaction that records the decision with its numbers. A stopped run's lease ends at
 //! once (its devices are free for the next run); its worker learns it from the answer to
 //! its next progress message. `resume` queues stopped runs again.
+
+pub mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,10 +16,10 @@ use ablate_common::spec::RunSpec;
 use tracing::{info, warn};
 
 use super::{AttemptRef, CoordError, Coordinator, Inner};
-use crate::early_stop::{decide, RunInput};
 use crate::report::stopping::{ComputeSaved, RunCost, RunStopping, StopDecision, StoppingData};
-use crate::scheduler::{Change, EventKind, Millis, RunState};
-use crate::store::StopRow;
+use crate::scheduling::scheduler::{Change, EventKind, Millis, RunState};
+use crate::state::stopping::rules::{decide, RunInput};
+use crate::state::store::StopRow;
 
 /// Early stopping in an experiment's status.
 #[derive(Debug, Clone, PartialEq)]

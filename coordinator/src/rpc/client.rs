@@ -5,8 +5,8 @@ use ablate_common::tls::ClientTls;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::auth::{ClientAuth, Token};
-use crate::server::MAX_MESSAGE_BYTES;
+use crate::rpc::auth::{ClientAuth, Token};
+use crate::rpc::server::MAX_MESSAGE_BYTES;
 
 /// An `Experiments` client that sends the token.
 pub type Client = ExperimentsClient<InterceptedService<Channel, ClientAuth>>;
@@ -57,11 +57,10 @@ pub async fn connect(
     token: Option<&Token>,
     tls: &ClientTls,
 ) -> Result<Client, ClientError> {
-    let endpoint =
-        ablate_common::tls::endpoint(url, tls).map_err(|detail| ClientError::Address {
-            url: url.to_string(),
-            detail,
-        })?;
+    let endpoint = ablate_common::tls::endpoint(url, tls).map_err(|e| ClientError::Address {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
     let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
         url: url.to_string(),
         detail: chain(&e),

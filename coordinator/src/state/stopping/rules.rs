@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use ablate_common::spec::early_stopping::{EarlyStopping, Mode, Rule};
 
-use crate::scheduler::RunState;
+use crate::scheduling::scheduler::RunState;
 
 /// One run of the experiment as the rule sees it.
 #[derive(Debug, Clone, PartialEq)]

@@ -35,7 +35,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::fair_queue::FairQueue;
+use ablate_common::spec::Device;
+
+use crate::scheduling::fair_queue::FairQueue;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -785,7 +787,7 @@ impl Scheduler {
         let cpu_free = available.contains("cpu");
         let mut gpus: Vec<(usize, &str)> = available
             .iter()
-            .filter_map(|d| Some((d.strip_prefix("cuda:")?.parse::<usize>().ok()?, *d)))
+            .filter_map(|d| Some((Device::ordinal_of(d)?, *d)))
             .collect();
         gpus.sort();
         let n_free = gpus.len() as u32;
@@ -1781,8 +1783,9 @@ mod tests {
         assert!(!after.contains_key("e4"));
     }
 
-    #[test]
-    fn a_user_weight_changes_the_users_share() {
+    /// Eight GPUs on one worker; ten one-GPU runs in each of alice's experiments e1 and e2
+    /// and bob's e3.
+    fn alice_twice_and_bob() -> Scheduler {
         let mut s = Scheduler::new(TTL);
         gpu_worker(&mut s, "w", 8);
         for exp in 1..=3 {
@@ -1793,6 +1796,12 @@ mod tests {
         s.set_user("e1", "alice");
         s.set_user("e2", "alice");
         s.set_user("e3", "bob");
+        s
+    }
+
+    #[test]
+    fn a_user_weight_changes_the_users_share() {
+        let mut s = alice_twice_and_bob();
         s.set_user_weight("bob", 3);
         // bob (weight 3) gets three times alice's devices, although she has two experiments.
         assert_eq!(
@@ -1803,16 +1812,7 @@ mod tests {
 
     #[test]
     fn priority_moves_devices_between_one_users_experiments_only() {
-        let mut s = Scheduler::new(TTL);
-        gpu_worker(&mut s, "w", 8);
-        for exp in 1..=3 {
-            for i in 0..10 {
-                run(&mut s, &format!("e{exp}-{i}"), exp, i, 1);
-            }
-        }
-        s.set_user("e1", "alice");
-        s.set_user("e2", "alice");
-        s.set_user("e3", "bob");
+        let mut s = alice_twice_and_bob();
         s.set_weight("e1", 3);
         // alice's priority-3 experiment gets three of her four GPUs; bob keeps his half.
         assert_eq!(

@@ -16,8 +16,8 @@ use tracing::{debug, warn};
 use super::convert::{
     attempt_ref, blocking, check_devices, check_len, truncate, MAX_ID_BYTES, MAX_REASON_BYTES,
 };
-use crate::checkpoints::CHUNK_BYTES;
-use crate::session::Sessions;
+use crate::rpc::session::Sessions;
+use crate::state::checkpoints::CHUNK_BYTES;
 use crate::state::{Coordinator, Progress, Registration};
 
 /// Checkpoint uploads one worker may have in flight at once.
@@ -318,7 +318,7 @@ impl Workers for WorkersService {
                 None => {
                     let path = path.clone();
                     blocking(move || {
-                        Ok(crate::checkpoints::sha256_of_file(&path)
+                        Ok(crate::state::checkpoints::sha256_of_file(&path)
                             .map_err(crate::state::CoordError::from)?)
                     })
                     .await?

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::scheduler::{Demand, RunSched, RunState};
+use crate::scheduling::scheduler::{Demand, RunSched, RunState};
 
 /// The queued runs of one experiment.
 #[derive(Debug, Clone, Default)]

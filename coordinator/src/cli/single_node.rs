@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use crate::auth::Token;
+use crate::rpc::auth::Token;
 
 /// The worker binary's file name.
 pub const WORKER_BINARY: &str = "ablate-worker";

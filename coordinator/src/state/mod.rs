@@ -11,21 +11,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ablate_common::metrics::{EpochRecord, StepRecord};
 use ablate_common::spec::grid::{parse_grid, stored_priority, GridError};
+use ablate_common::spec::Device;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::checkpoints::{CheckpointError, Checkpoints, Upload};
 use crate::report::ReportData;
-use crate::scheduler::{
+use crate::scheduling::scheduler::{
     Change, Demand, EventKind, Millis, RunSched, SchedError, Scheduler, WorkerInfo,
 };
-use crate::store::{
-    ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow, Store, StoreError,
+use crate::state::checkpoints::{CheckpointError, Checkpoints, Upload};
+use crate::state::store::{
+    ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow, SqliteStore, Store, StoreError,
+    Tx,
 };
-use crate::tensorboard::TensorBoardLogs;
+use crate::state::tensorboard::TensorBoardLogs;
 
-mod stopping;
+pub mod checkpoints;
+#[cfg(test)]
+mod machine_tests;
+pub mod report_data;
+pub mod stopping;
+pub mod store;
+pub mod tensorboard;
 pub use stopping::StoppingStatus;
 
 /// The SQLite file's name in the data directory.
@@ -246,7 +254,7 @@ pub struct Subscription {
 
 struct Inner {
     sched: Scheduler,
-    store: Store,
+    store: Box<dyn Store>,
     tensorboard: TensorBoardLogs,
     stopping_rules: stopping::StoppingRules,
 }
@@ -294,19 +302,6 @@ fn new_id(name: &str) -> String {
     format!("{slug}-{:08x}", rand::random::<u32>())
 }
 
-/// Device names a worker may register: `cpu` or `cuda:N`.
-fn check_device(name: &str) -> Result<(), String> {
-    if name == "cpu" {
-        return Ok(());
-    }
-    match name.strip_prefix("cuda:").map(str::parse::<u32>) {
-        Some(Ok(_)) => Ok(()),
-        _ => Err(format!(
-            "`{name}` is not a device name (expected `cpu` or `cuda:N`)"
-        )),
-    }
-}
-
 impl Coordinator {
     /// Opens the store under the data directory, rebuilds the scheduler from it and extends
     /// every lease by one TTL, so that workers that reconnect keep their runs.
@@ -324,7 +319,19 @@ impl Coordinator {
             path: data_dir.clone(),
             cause,
         })?;
-        let mut store = Store::open(&data_dir.join(STORE_FILE))?;
+        let store = SqliteStore::open(&data_dir.join(STORE_FILE))?;
+        Coordinator::with_store(config, clock, Box::new(store))
+    }
+
+    /// A coordinator on `store` (the SQLite file, or a [`store::MemoryStore`] in tests):
+    /// rebuilds the scheduler from what it holds and extends every lease by one TTL.
+    /// Checkpoints and TensorBoard files still go under the configured data directory.
+    pub fn with_store(
+        config: &CoordinatorConfig,
+        clock: Clock,
+        mut store: Box<dyn Store>,
+    ) -> Result<Arc<Coordinator>, CoordError> {
+        let data_dir = &config.data_dir;
         let ttl_ms = config.lease_ttl.as_millis().max(1) as Millis;
         let mut sched = Scheduler::new(ttl_ms);
         let now = clock();
@@ -358,7 +365,7 @@ impl Coordinator {
             sched.commit(extended);
         }
         info!(
-            store = %store.path().display(),
+            store = %store.location(),
             queued = sched.queued().count(),
             "coordinator state loaded"
         );
@@ -445,7 +452,7 @@ impl Coordinator {
         inner: &mut Inner,
         changes: Vec<Change>,
         now: Millis,
-        extra: impl FnOnce(&crate::store::Tx<'_>) -> Result<(), StoreError>,
+        extra: impl FnOnce(&dyn Tx) -> Result<(), StoreError>,
     ) -> Result<(), CoordError> {
         inner.store.write(|tx| {
             for change in &changes {
@@ -484,7 +491,8 @@ impl Coordinator {
         user: &str,
     ) -> Result<Submitted, CoordError> {
         if !user.is_empty() {
-            crate::users::check_user_name(user).map_err(|m| CoordError::invalid("user", m))?;
+            crate::scheduling::users::check_user_name(user)
+                .map_err(|m| CoordError::invalid("user", m))?;
         }
         let grid = parse_grid(grid_toml, file_name)?;
         let now = self.now();
@@ -671,9 +679,7 @@ impl Coordinator {
     pub fn report_data(&self, key: &str) -> Result<ReportData, CoordError> {
         let mut inner = self.lock();
         let experiment = self.find(&inner, key)?;
-        let mut data = inner
-            .store
-            .report_data(&experiment.id, self.now())?
+        let mut data = report_data::report_data(inner.store.as_ref(), &experiment.id, self.now())?
             .ok_or_else(|| CoordError::NotFound {
                 what: "experiment",
                 key: key.to_string(),
@@ -722,7 +728,7 @@ impl Coordinator {
         }
         let mut devices = Vec::new();
         for device in &reg.devices {
-            check_device(device).map_err(|m| CoordError::invalid("devices", m))?;
+            Device::parse(device).map_err(|m| CoordError::invalid("devices", m))?;
             if !devices.contains(device) {
                 devices.push(device.clone());
             }
@@ -999,7 +1005,7 @@ impl Coordinator {
         let optimizer = serde_json::from_str::<ablate_common::spec::RunSpec>(&row.spec_json)
             .map(|s| s.optimizer)
             .unwrap_or(ablate_common::spec::OptimizerKind::Adam);
-        Ok(crate::checkpoints::upload_cap(row.params, optimizer))
+        Ok(crate::state::checkpoints::upload_cap(row.params, optimizer))
     }
 
     /// Starts an upload of `total_bytes` with SHA-256 `sha256` (after

@@ -6,12 +6,12 @@ use ablate_common::proto;
 use tonic::Status;
 use tracing::{error, warn};
 
-use crate::checkpoints::CheckpointError;
-use crate::scheduler::SchedError;
+use crate::scheduling::scheduler::SchedError;
+use crate::state::checkpoints::CheckpointError;
+use crate::state::store::{ExperimentRow, RunRow, StopRow};
 use crate::state::{
     Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration, WorkerView,
 };
-use crate::store::{ExperimentRow, RunRow, StopRow};
 
 impl From<CoordError> for Status {
     fn from(e: CoordError) -> Status {

@@ -33,7 +33,7 @@ const MAX_KEY_BYTES: usize = 256;
 
 /// The submitting user's name from the `ablate-user` metadata (`""` when absent).
 fn submitting_user(metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
-    use crate::users::{check_user_name, USER_METADATA_KEY};
+    use crate::scheduling::users::{check_user_name, USER_METADATA_KEY};
     let Some(value) = metadata.get(USER_METADATA_KEY) else {
         return Ok(String::new());
     };
@@ -46,17 +46,23 @@ fn submitting_user(metadata: &tonic::metadata::MetadataMap) -> Result<String, St
 }
 
 fn experiment_key(value: String) -> Result<String, Status> {
+    required_key(value, "experiment", "an id or a name")
+}
+
+/// A key field (experiment, run or target) checked: capped, trimmed, not empty; the
+/// errors name `field` and say what it should be (`what`).
+fn required_key(value: String, field: &str, what: &str) -> Result<String, Status> {
     if value.len() > MAX_KEY_BYTES {
         return Err(Status::invalid_argument(format!(
-            "experiment: {} bytes long; the limit is {MAX_KEY_BYTES}",
+            "{field}: {} bytes long; the limit is {MAX_KEY_BYTES}",
             value.len()
         )));
     }
     let value = value.trim().to_string();
     if value.is_empty() {
-        return Err(Status::invalid_argument(
-            "experiment: required (an id or a name)",
-        ));
+        return Err(Status::invalid_argument(format!(
+            "{field}: required ({what})"
+        )));
     }
     Ok(value)
 }
@@ -184,19 +190,11 @@ impl Experiments for ExperimentsService {
         &self,
         request: Request<proto::CancelRequest>,
     ) -> Result<Response<proto::CancelResponse>, Status> {
-        let target = request.into_inner().target;
-        if target.len() > MAX_KEY_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "target: {} bytes long; the limit is {MAX_KEY_BYTES}",
-                target.len()
-            )));
-        }
-        let target = target.trim().to_string();
-        if target.is_empty() {
-            return Err(Status::invalid_argument(
-                "target: required (an experiment or a run)",
-            ));
-        }
+        let target = required_key(
+            request.into_inner().target,
+            "target",
+            "an experiment or a run",
+        )?;
         let coord = self.coord.clone();
         let cancelled_runs = blocking(move || Ok(coord.cancel(&target)?)).await?;
         Ok(Response::new(proto::CancelResponse { cancelled_runs }))
@@ -233,19 +231,11 @@ impl Experiments for ExperimentsService {
         &self,
         request: Request<proto::ResumeRequest>,
     ) -> Result<Response<proto::ResumeResponse>, Status> {
-        let target = request.into_inner().target;
-        if target.len() > MAX_KEY_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "target: {} bytes long; the limit is {MAX_KEY_BYTES}",
-                target.len()
-            )));
-        }
-        let target = target.trim().to_string();
-        if target.is_empty() {
-            return Err(Status::invalid_argument(
-                "target: required (a stopped run, or an experiment)",
-            ));
-        }
+        let target = required_key(
+            request.into_inner().target,
+            "target",
+            "a stopped run, or an experiment",
+        )?;
         let coord = self.coord.clone();
         let run_ids = blocking(move || Ok(coord.resume(&target)?)).await?;
         Ok(Response::new(proto::ResumeResponse { run_ids }))

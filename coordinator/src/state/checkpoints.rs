@@ -294,6 +294,7 @@ fn free_bytes(path: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `statvfs` is a plain C struct of integers, for which all zeroes is valid.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c_path` is a valid NUL-terminated string and `stat` a writable statvfs.
     let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };

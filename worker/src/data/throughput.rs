@@ -51,7 +51,7 @@ pub struct BenchReport {
     /// Seconds of each epoch.
     pub epoch_seconds: Vec<f64>,
     /// Images per second of the best epoch.
-    pub images_per_s: f64,
+    pub images_per_sec: f64,
 }
 
 /// Runs the benchmark.
@@ -114,6 +114,6 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport, DataError> {
         image_size: opts.image_size,
         batch: opts.batch,
         epoch_seconds,
-        images_per_s: images as f64 / best,
+        images_per_sec: images as f64 / best,
     })
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::scheduler::Millis;
+use crate::scheduling::scheduler::Millis;
 use crate::state::{AttemptRef, Coordinator, CoordinatorConfig, Progress, Registration};
 
 /// The simulated cluster and grid.
@@ -505,12 +505,12 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
     let failed = status
         .runs
         .iter()
-        .filter(|r| r.state == crate::scheduler::RunState::Failed)
+        .filter(|r| r.state == crate::scheduling::scheduler::RunState::Failed)
         .count();
     let finished_in_store = status
         .runs
         .iter()
-        .filter(|r| r.state == crate::scheduler::RunState::Finished)
+        .filter(|r| r.state == crate::scheduling::scheduler::RunState::Finished)
         .count();
     anyhow::ensure!(
         finished_in_store == finished,

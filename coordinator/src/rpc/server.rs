@@ -15,9 +15,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{error, info, warn};
 
-use crate::auth::{Role, RoleTokens, ServerAuth};
-use crate::service::{ExperimentsService, WorkersService};
-use crate::session::Sessions;
+use crate::rpc::auth::{Role, RoleTokens, ServerAuth};
+use crate::rpc::session::Sessions;
+use crate::rpc::{ExperimentsService, WorkersService};
 use crate::state::{CoordError, Coordinator, CoordinatorConfig};
 
 /// The largest message the coordinator sends (a report can be large) and a client accepts.

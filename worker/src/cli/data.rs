@@ -7,8 +7,8 @@ use ablate_common::spec::{DatasetFormat, DatasetSpec};
 use clap::Args;
 use serde::Deserialize;
 
-use crate::data::bench::{bench, BenchOptions};
 use crate::data::inspect::{inspect, InspectOptions};
+use crate::data::throughput::{bench, BenchOptions};
 use crate::data::DataError;
 
 /// `ablate-worker data-bench`: decode-to-normalized-batch throughput, images/s.
@@ -61,7 +61,7 @@ pub fn run_data_bench(args: &DataBenchArgs) -> Result<(), DataError> {
     } else {
         println!(
             "ablate: {} images, {} threads, {}px, batch {}: {:.0} images/s",
-            report.images, report.threads, report.image_size, report.batch, report.images_per_s
+            report.images, report.threads, report.image_size, report.batch, report.images_per_sec
         );
     }
     Ok(())
