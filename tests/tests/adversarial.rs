@@ -126,7 +126,8 @@ fn roles_are_separate_and_a_worker_cannot_be_impersonated() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-        let status = u
+        let status = users(&cluster, &cluster.token)
+            .await
             .get(GetRequest {
                 experiment: "roles".into(),
             })
