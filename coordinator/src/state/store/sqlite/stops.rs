@@ -61,9 +61,7 @@ pub(super) fn early_stops(
 /// A run's stop decision.
 pub(super) fn early_stop(conn: &Connection, run_id: &str) -> Result<Option<StopRow>, StoreError> {
     let sql = format!("{STOP_SELECT} WHERE run_id = ?1");
-    Ok(conn
-        .query_row(&sql, params![run_id], stop_row)
-        .optional()?)
+    Ok(conn.query_row(&sql, params![run_id], stop_row).optional()?)
 }
 
 /// Every run of an experiment with its stored values of `metric`, in run order.
@@ -136,8 +134,8 @@ pub(super) fn compute_rows(
     conn: &Connection,
     experiment_id: &str,
 ) -> Result<HashMap<String, ComputeRow>, StoreError> {
-    let mut stmt = conn
-        .prepare("SELECT id, epochs, gpus, cores FROM runs WHERE experiment_id = ?1")?;
+    let mut stmt =
+        conn.prepare("SELECT id, epochs, gpus, cores FROM runs WHERE experiment_id = ?1")?;
     let rows = stmt.query_map(params![experiment_id], |r| {
         Ok((
             r.get::<_, String>(0)?,
