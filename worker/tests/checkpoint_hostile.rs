@@ -33,14 +33,10 @@ const HOSTILE: &[&[u8]] = &[
     &[0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00],
 ];
 
-/// Ignored because it fails today, and the fix is open work: a string length of up to 4 GiB
-/// planted in the checkpoint's `data.pkl` makes libtorch's unpickler allocate and zero-fill
-/// that much before it reports "Unexpected end of pickler archive" (peak RSS 0.36 -> 4.5 GB
-/// on a 3 KB file). A length check of the pickle's opcodes before `Tensor::load_multi`
-/// would bound it. Run it with `cargo test -p ablate-worker --test checkpoint_hostile --
-/// --ignored`.
+/// Before the loader checked the archive itself, a string length of up to 4 GiB planted
+/// in `data.pkl` made libtorch's unpickler allocate and zero-fill that much before it
+/// reported "Unexpected end of pickler archive" (peak RSS 0.36 -> 4.5 GB on a 3 KB file).
 #[test]
-#[ignore = "fails today: libtorch's unpickler allocates planted string lengths (see above)"]
 fn hostile_size_fields_neither_crash_nor_balloon_memory() {
     let dir = std::env::temp_dir().join(format!("ablate-hostile-ckpt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

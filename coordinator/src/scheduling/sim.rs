@@ -118,6 +118,11 @@ pub struct SimReport {
     pub submit_s: f64,
     /// Wall time of acquire calls that placed a run.
     pub placement: Percentiles,
+    /// CPU time of the calling thread in the same acquire calls: the wall time less any
+    /// time spent waiting (for a core, for the disk).
+    pub placement_cpu: Percentiles,
+    /// Placements over the goal and why the thread lost the time.
+    pub slow_placements: SlowPlacements,
     /// Wall time of every acquire call (also those that placed nothing).
     pub acquire_any: Percentiles,
     /// Wall time of heartbeats (progress with a lease renewal, one transaction each).
@@ -209,6 +214,31 @@ fn thread_cpu() -> Duration {
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
+
+/// (voluntary, involuntary) context switches of the calling thread so far.
+fn thread_switches() -> (i64, i64) {
+    // SAFETY: getrusage fills the struct we own.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut u);
+        u
+    };
+    (usage.ru_nvcsw, usage.ru_nivcsw)
+}
+
+/// Placements over the latency goal, by what the thread did in them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SlowPlacements {
+    /// Placements that took longer than [`SLOW_PLACEMENT_US`] of wall time.
+    pub count: usize,
+    /// Of those, how many the kernel preempted (an involuntary context switch).
+    pub preempted: usize,
+    /// Of those, how many blocked (a voluntary switch: a lock, a sleep, I/O).
+    pub blocked: usize,
+}
+
+/// The placement latency goal, microseconds.
+pub const SLOW_PLACEMENT_US: f64 = 5_000.0;
 
 /// (user + system CPU seconds, peak RSS in MiB) of this process.
 fn process_usage() -> (f64, f64) {
@@ -334,6 +364,8 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
     }
 
     let mut placement = Vec::new();
+    let mut placement_cpu = Vec::new();
+    let mut slow = SlowPlacements::default();
     let mut acquire_any = Vec::new();
     let mut beats = Vec::new();
     let mut started_at: Vec<Option<Millis>> = vec![None; cfg.runs];
@@ -456,11 +488,21 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                 }
                 let mut r = Ok(None);
                 let start = Instant::now();
+                let cpu_start = thread_cpu();
+                let switches_start = thread_switches();
                 timed(&mut || r = coord.acquire(&workers[w].id, &free));
                 let us = start.elapsed().as_secs_f64() * 1e6;
+                let cpu_us = thread_cpu().saturating_sub(cpu_start).as_secs_f64() * 1e6;
+                let switches = thread_switches();
                 acquire_any.push(us);
                 let Some(a) = r? else { break };
                 placement.push(us);
+                placement_cpu.push(cpu_us);
+                if us > SLOW_PLACEMENT_US {
+                    slow.count += 1;
+                    slow.preempted += usize::from(switches.1 > switches_start.1);
+                    slow.blocked += usize::from(switches.0 > switches_start.0);
+                }
                 let index = run_index(&a.run_id);
                 if a.attempt > 1 {
                     retried += 1;
@@ -566,6 +608,8 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         runs: cfg.runs,
         submit_s,
         placement: Percentiles::of(placement),
+        placement_cpu: Percentiles::of(placement_cpu),
+        slow_placements: slow,
         acquire_any: Percentiles::of(acquire_any),
         heartbeat: Percentiles::of(beats),
         utilization_queued: if capacity_queued > 0.0 {
@@ -649,6 +693,20 @@ pub fn table(r: &SimReport, goals: bool) -> String {
             r.placement.max_us,
             r.placement.count,
             if goals { " — goal p99 < 5 ms" } else { "" }
+        ),
+    );
+    row(
+        "placement CPU time (this thread) p50 / p99 / max",
+        format!(
+            "{:.0} µs / {:.0} µs / {:.0} µs",
+            r.placement_cpu.p50_us, r.placement_cpu.p99_us, r.placement_cpu.max_us
+        ),
+    );
+    row(
+        "placements over 5 ms: preempted / blocked",
+        format!(
+            "{}: {} / {}",
+            r.slow_placements.count, r.slow_placements.preempted, r.slow_placements.blocked
         ),
     );
     row(

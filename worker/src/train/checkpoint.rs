@@ -126,6 +126,7 @@ pub fn load_file(path: &Path, spec_hash: &str) -> Result<Checkpoint, CheckpointE
         path: path.to_path_buf(),
         message,
     };
+    super::archive_check::check_file(path).map_err(corrupt)?;
     let named = Tensor::load_multi(path).map_err(|e| corrupt(first_line(&e.to_string())))?;
     let mut meta = None;
     let mut weights = Vec::new();
@@ -216,6 +217,27 @@ mod tests {
         assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
         std::fs::write(&path, b"not a checkpoint at all").unwrap();
         assert!(load(&dir, "h").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A tensor name's length prefix in `data.pkl` set to 2 GiB: libtorch would allocate it
+    /// before noticing the archive ends; the check refuses it first, naming the member.
+    #[test]
+    fn a_planted_pickle_length_is_refused_before_libtorch_reads_it() {
+        let dir = tmpdir("planted");
+        let w = vec![("fc.weight".to_string(), Tensor::from_slice(&[1.0f32; 4]))];
+        let path = save(&dir, &meta("h", 1, 1, &[]), &w, &[]).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let name = b"w|fc|weight"; // tch writes `.` in names as `|`
+        let at = bytes
+            .windows(name.len())
+            .position(|window| window == name)
+            .expect("the tensor name is in data.pkl");
+        bytes[at - 4..at].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load(&dir, "h").unwrap_err().to_string();
+        assert!(err.contains("data.pkl"), "{err}");
+        assert!(err.contains("claims 2147483647 bytes"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

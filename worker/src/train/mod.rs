@@ -5,9 +5,11 @@
 //! - `options`: the one path from a run spec to [`TrainOptions`] ([`Placement`]).
 //! - [`step`]: one forward/backward step; [`optimizer`]: the optimizers and schedules.
 //! - [`precision`]: mixed precision (CUDA autocast); [`pacing`]: which epochs checkpoint.
-//! - [`checkpoint`]: the checkpoint file (save, load, verify).
+//! - [`checkpoint`]: the checkpoint file (save, load, verify); `archive_check`: its bytes
+//!   checked before libtorch reads them.
 //! - [`throughput`]: training throughput on random data (`ablate-worker bench`).
 
+mod archive_check;
 pub mod checkpoint;
 mod engine;
 pub mod optimizer;

@@ -23,6 +23,10 @@ use crate::state::store::records::{
 use crate::state::store::records::{ComputeRow, StopInputRow, StopRow};
 use crate::state::store::{Store, StoreError, Tx};
 
+/// The write-ahead log's size once a checkpoint has emptied it (SQLite's
+/// `journal_size_limit`).
+const WAL_SIZE_LIMIT_BYTES: i64 = 16 << 20;
+
 /// The coordinator's SQLite file.
 pub struct SqliteStore {
     conn: Connection,
@@ -72,6 +76,11 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // SQLite keeps the log at its high-water size for reuse; past this size it truncates
+        // the log once a checkpoint has emptied it, so the store does not keep a large log
+        // that a burst of placements once needed.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
             .map_err(open_err)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
