@@ -19,10 +19,7 @@ impl<'a> Bytes<'a> {
     /// The next `n` bytes.
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.rest.len() {
-            return Err(format!(
-                "needs {n} bytes, only {} remain",
-                self.rest.len()
-            ));
+            return Err(format!("needs {n} bytes, only {} remain", self.rest.len()));
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
@@ -41,17 +38,23 @@ impl<'a> Bytes<'a> {
 
     /// The next little-endian u16.
     pub(crate) fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
 
     /// The next little-endian u32.
     pub(crate) fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     /// The next little-endian u64.
     pub(crate) fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     /// Everything up to the next `\n` (not included), which is consumed.

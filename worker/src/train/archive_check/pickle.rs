@@ -16,7 +16,10 @@ pub(crate) fn check(pickle: &[u8]) -> Result<(), String> {
     };
     loop {
         let at = pickle.len() - walk.bytes.remaining();
-        let op = walk.bytes.u8().map_err(|_| "ends without a STOP opcode".to_string())?;
+        let op = walk
+            .bytes
+            .u8()
+            .map_err(|_| "ends without a STOP opcode".to_string())?;
         match walk.step(op) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Stop) => return Ok(()),
@@ -42,8 +45,8 @@ impl Walk<'_> {
             b'.' => return Ok(Flow::Stop),
             // No argument.
             b'(' | b'0' | b'1' | b'2' | b'N' | b'Q' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e'
-            | b'l' | b']' | b'o' | b's' | b't' | b')' | b'u' | 0x81 | 0x85 | 0x86 | 0x87
-            | 0x88 | 0x89 | 0x8f | 0x90 | 0x91 | 0x92 | 0x93 | 0x97 | 0x98 => {}
+            | b'l' | b']' | b'o' | b's' | b't' | b')' | b'u' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88
+            | 0x89 | 0x8f | 0x90 | 0x91 | 0x92 | 0x93 | 0x97 | 0x98 => {}
             // Fixed-size arguments.
             b'K' | 0x80 | 0x82 => self.bytes.skip(1)?,
             b'M' | 0x83 => self.bytes.skip(2)?,
@@ -143,7 +146,8 @@ mod tests {
     use super::check;
 
     /// `pickle.dumps({"a": [1, "xy"]}, protocol=2)`, written out by hand.
-    const SMALL: &[u8] = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01X\x02\x00\x00\x00xyq\x03es.";
+    const SMALL: &[u8] =
+        b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01X\x02\x00\x00\x00xyq\x03es.";
 
     #[test]
     fn a_real_pickle_passes() {
@@ -169,8 +173,14 @@ mod tests {
 
     #[test]
     fn truncation_and_garbage_are_refused() {
-        assert!(check(&SMALL[..SMALL.len() - 1]).unwrap_err().contains("STOP"));
-        assert!(check(b"\x80\x02\xff.").unwrap_err().contains("not a pickle opcode"));
-        assert!(check(b"\x80\x02h\x00.").unwrap_err().contains("never written"));
+        assert!(check(&SMALL[..SMALL.len() - 1])
+            .unwrap_err()
+            .contains("STOP"));
+        assert!(check(b"\x80\x02\xff.")
+            .unwrap_err()
+            .contains("not a pickle opcode"));
+        assert!(check(b"\x80\x02h\x00.")
+            .unwrap_err()
+            .contains("never written"));
     }
 }

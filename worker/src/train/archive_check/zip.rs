@@ -53,7 +53,8 @@ pub(crate) fn entries(file: &mut File) -> Result<Vec<Entry>, String> {
     let mut cursor = Bytes::new(&directory);
     let mut entries = Vec::new();
     for index in 0..count {
-        let entry = central_entry(&mut cursor).map_err(|e| format!("directory entry {index}: {e}"))?;
+        let entry =
+            central_entry(&mut cursor).map_err(|e| format!("directory entry {index}: {e}"))?;
         entries.push(locate_data(file, file_len, entry)?);
     }
     Ok(entries)
@@ -202,7 +203,12 @@ fn locate_data(file: &mut File, file_len: u64, entry: CentralEntry) -> Result<En
 }
 
 /// Reads `len` bytes at `offset`, refusing ranges past the end of the file.
-pub(crate) fn read_at(file: &mut File, file_len: u64, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_at(
+    file: &mut File,
+    file_len: u64,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, String> {
     if offset.checked_add(len).is_none_or(|end| end > file_len) {
         return Err(format!(
             "{len} bytes at offset {offset} lie past the file's {file_len} bytes"
