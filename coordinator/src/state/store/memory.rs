@@ -337,7 +337,7 @@ impl Store for MemoryStore {
             .data
             .steps
             .range((run_id.to_string(), 0)..=(run_id.to_string(), u64::MAX))
-            .map(|(_, s)| s.clone())
+            .map(|(_, s)| *s)
             .collect())
     }
 
@@ -636,7 +636,7 @@ impl Tx for MemoryTx {
                 .entry((run_id.to_string(), s.step))
                 .or_insert_with(|| StepRecord {
                     loss: stored(s.loss),
-                    ..s.clone()
+                    ..*s
                 });
         }
         Ok(())
