@@ -85,9 +85,9 @@ theirs_json="$("$python" "$here/bench/torchvision_loader.py" --root "$folder" \
 "$python" - "$ours_json" "$theirs_json" <<'EOF'
 import json, sys
 ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-ratio = ours["images_per_s"] / theirs["images_per_s"]
+ratio = ours["images_per_sec"] / theirs["images_per_sec"]
 print(f"{'loader':<34} {'threads':>7} {'images/s':>10}")
-print(f"{'ablate (image + fast_image_resize)':<34} {ours['threads']:>7} {ours['images_per_s']:>10.0f}")
-print(f"{'torchvision ' + theirs['torchvision'] + ' ImageFolder':<34} {theirs['threads']:>7} {theirs['images_per_s']:>10.0f}")
+print(f"{'ablate (image + fast_image_resize)':<34} {ours['threads']:>7} {ours['images_per_sec']:>10.0f}")
+print(f"{'torchvision ' + theirs['torchvision'] + ' ImageFolder':<34} {theirs['threads']:>7} {theirs['images_per_sec']:>10.0f}")
 print(f"ratio ours/torchvision: {ratio:.2f} ({ours['images']} images, {ours['image_size']}px, batch {ours['batch']})")
 EOF

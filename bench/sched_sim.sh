@@ -2,7 +2,7 @@
 # Scheduling benchmark: the real coordinator state and SQLite store, in process, on
 # simulated time, with 500 simulated workers of 8 GPUs, a 10,000-run grid of 1/2/4/8-GPU
 # runs (seeded durations, 5 to 60 simulated minutes) and 5 workers dying. Prints the
-# table of coordinator/src/sim.rs (submit time, placement latency p50/p99, GPU
+# table of coordinator/src/scheduling/sim.rs (submit time, placement latency p50/p99, GPU
 # utilization while work is queued, longest waits, coordinator CPU, peak RSS, store size),
 # then /usr/bin/time's view of the whole process when it is installed.
 #

@@ -76,7 +76,7 @@ def main() -> None:
                     "threads": args.threads,
                     "image_size": args.image_size,
                     "batch": args.batch,
-                    "images_per_s": best,
+                    "images_per_sec": best,
                 }
             )
         )

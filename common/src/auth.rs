@@ -125,6 +125,11 @@ pub fn resolve_token(
     Ok(legacy.cloned())
 }
 
+/// A session secret that cannot travel in a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session secret is not a valid header value")]
+pub struct SessionError;
+
 /// The client side: attaches the role's token, and the worker's session secret once
 /// [`ClientAuth::set_session`] was called, to every call. Clones share the session.
 #[derive(Clone, Default)]
@@ -144,11 +149,8 @@ impl fmt::Debug for ClientAuth {
 impl ClientAuth {
     /// An interceptor for a token given as text (trimmed and checked like [`Token::new`]);
     /// `None` sends nothing.
-    pub fn new(token: Option<&str>) -> Result<ClientAuth, String> {
-        let token = token
-            .map(Token::new)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+    pub fn new(token: Option<&str>) -> Result<ClientAuth, TokenError> {
+        let token = token.map(Token::new).transpose()?;
         Ok(ClientAuth::with_token(token.as_ref()))
     }
 
@@ -162,10 +164,8 @@ impl ClientAuth {
 
     /// Sends `secret` (from `Register`'s answer) with every later call, in this interceptor
     /// and all its clones.
-    pub fn set_session(&self, secret: &str) -> Result<(), String> {
-        let mut value: MetadataValue<Ascii> = secret
-            .parse()
-            .map_err(|_| "the session secret is not a valid header value".to_string())?;
+    pub fn set_session(&self, secret: &str) -> Result<(), SessionError> {
+        let mut value: MetadataValue<Ascii> = secret.parse().map_err(|_| SessionError)?;
         value.set_sensitive(true);
         *self.session.write().unwrap_or_else(|e| e.into_inner()) = Some(value);
         Ok(())

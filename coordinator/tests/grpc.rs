@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use ablate_common::proto::SESSION_METADATA_KEY;
 use ablate_common::proto::{self, workers_client::WorkersClient, PROTOCOL_VERSION};
-use ablate_coordinator::auth::{ClientAuth, RoleTokens, Token};
-use ablate_coordinator::client::{self, Client};
-use ablate_coordinator::server::{serve, ServerConfig, ServerError};
+use ablate_coordinator::rpc::auth::{ClientAuth, RoleTokens, Token};
+use ablate_coordinator::rpc::client::{self, Client};
+use ablate_coordinator::rpc::server::{serve, ServerConfig, ServerError};
 use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -112,6 +112,46 @@ impl Server {
         Workers {
             client: WorkersClient::with_interceptor(channel, auth.clone()),
             auth,
+        }
+    }
+}
+
+/// A server on a fresh directory with [`GRID`] submitted, and a registered worker that
+/// holds the grid's first run.
+struct Leased {
+    dir: PathBuf,
+    tokens: RoleTokens,
+    server: Server,
+    users: Client,
+    w: Workers,
+    id: String,
+    a: proto::Assignment,
+}
+
+impl Leased {
+    async fn start(tag: &str) -> Leased {
+        let dir = temp_dir(tag);
+        let tokens = RoleTokens::generate();
+        let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
+        let mut users = server.users(Some(&tokens.user)).await;
+        users
+            .submit(proto::SubmitRequest {
+                grid_toml: GRID.into(),
+                file_name: "g.toml".into(),
+            })
+            .await
+            .unwrap();
+        let mut w = server.workers(Some(&tokens.worker)).await;
+        let id = register(&mut w, "").await.worker_id;
+        let a = acquire(&mut w, &id).await.unwrap();
+        Leased {
+            dir,
+            tokens,
+            server,
+            users,
+            w,
+            id,
+            a,
         }
     }
 }
@@ -465,20 +505,14 @@ async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
 
 #[tokio::test]
 async fn cancellation_stops_a_running_run_and_frees_its_devices() {
-    let dir = temp_dir("cancel");
-    let tokens = RoleTokens::generate();
-    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&tokens.user)).await;
-    users
-        .submit(proto::SubmitRequest {
-            grid_toml: GRID.into(),
-            file_name: "g.toml".into(),
-        })
-        .await
-        .unwrap();
-    let mut w = server.workers(Some(&tokens.worker)).await;
-    let id = register(&mut w, "").await.worker_id;
-    let a = acquire(&mut w, &id).await.unwrap();
+    let Leased {
+        server,
+        mut users,
+        mut w,
+        id,
+        a,
+        ..
+    } = Leased::start("cancel").await;
     let cancelled = users
         .cancel(proto::CancelRequest {
             target: "wire".into(),
@@ -573,20 +607,15 @@ async fn download(w: &mut Workers, worker: &str, a: &proto::Assignment) -> Vec<(
 
 #[tokio::test]
 async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
-    let dir = temp_dir("restart");
-    let tokens = RoleTokens::generate();
-    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&tokens.user)).await;
-    users
-        .submit(proto::SubmitRequest {
-            grid_toml: GRID.into(),
-            file_name: "g.toml".into(),
-        })
-        .await
-        .unwrap();
-    let mut w = server.workers(Some(&tokens.worker)).await;
-    let id = register(&mut w, "").await.worker_id;
-    let a = acquire(&mut w, &id).await.unwrap();
+    let Leased {
+        dir,
+        tokens,
+        server,
+        mut w,
+        id,
+        a,
+        ..
+    } = Leased::start("restart").await;
     assert!(!a.has_checkpoint);
     w.progress(progress(&id, &a, Some(epoch(1, 0.6))))
         .await
@@ -673,20 +702,14 @@ async fn open_upload(
 
 #[tokio::test]
 async fn checkpoint_uploads_are_capped_verified_limited_and_shown_in_status() {
-    let dir = temp_dir("caps");
-    let tokens = RoleTokens::generate();
-    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&tokens.user)).await;
-    users
-        .submit(proto::SubmitRequest {
-            grid_toml: GRID.into(),
-            file_name: "g.toml".into(),
-        })
-        .await
-        .unwrap();
-    let mut w = server.workers(Some(&tokens.worker)).await;
-    let id = register(&mut w, "").await.worker_id;
-    let a = acquire(&mut w, &id).await.unwrap();
+    let Leased {
+        server,
+        mut users,
+        mut w,
+        id,
+        a,
+        ..
+    } = Leased::start("caps").await;
     let sha_x = format!("{:x}", sha2::Sha256::digest(b"x"));
 
     // Over the cap derived from LeNet's parameters: refused before a byte is stored.
@@ -749,20 +772,14 @@ async fn checkpoint_uploads_are_capped_verified_limited_and_shown_in_status() {
 
 #[tokio::test]
 async fn a_worker_id_cannot_be_taken_over_without_its_session() {
-    let dir = temp_dir("takeover");
-    let tokens = RoleTokens::generate();
-    let server = Server::start(&dir, &tokens, Duration::from_secs(15)).await;
-    let mut users = server.users(Some(&tokens.user)).await;
-    users
-        .submit(proto::SubmitRequest {
-            grid_toml: GRID.into(),
-            file_name: "g.toml".into(),
-        })
-        .await
-        .unwrap();
-    let mut victim = server.workers(Some(&tokens.worker)).await;
-    let id = register(&mut victim, "").await.worker_id;
-    let a = acquire(&mut victim, &id).await.unwrap();
+    let Leased {
+        tokens,
+        server,
+        w: mut victim,
+        id,
+        a,
+        ..
+    } = Leased::start("takeover").await;
 
     // Another holder of the worker token, without the victim's session.
     let mut thief = server.workers(Some(&tokens.worker)).await;

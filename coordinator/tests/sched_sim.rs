@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ablate_coordinator::sim::{self, SimConfig};
+use ablate_coordinator::scheduling::sim::{self, SimConfig};
 
 #[test]
 fn a_small_cluster_runs_a_mixed_grid_to_the_end_without_starving_large_runs() {

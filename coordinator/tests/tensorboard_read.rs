@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ablate_common::metrics::EpochRecord;
-use ablate_coordinator::tensorboard::{run_log_dir, EventWriter, TensorBoardLogs, EPOCH_TAGS};
+use ablate_coordinator::state::tensorboard::{
+    run_log_dir, EventWriter, TensorBoardLogs, EPOCH_TAGS,
+};
 use serde_json::Value;
 
 const READER: &str = r#"

@@ -542,6 +542,17 @@ impl RawWorker {
 pub fn lenet_grid(name: &str, epochs: u32, train_limit: usize, seeds: &[u32]) -> String {
     let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
     format!(
+        "{}\n[grid]\nseed = [{}]\n",
+        lenet_base(name, epochs, train_limit, "lr = 0.003\n"),
+        seeds.join(", ")
+    )
+}
+
+/// The name and `[base]` of a LeNet grid on a Fashion-MNIST subset at 28×28 (Adam, batch
+/// 32, 256 eval images, one loader thread); `base_extra` adds lines to `[base]`. The caller
+/// appends `[grid]` and whatever else the grid has.
+pub fn lenet_base(name: &str, epochs: u32, train_limit: usize, base_extra: &str) -> String {
+    format!(
         r#"name = "{name}"
 
 [base]
@@ -552,8 +563,7 @@ classes = 10
 epochs = {epochs}
 batch_size = 32
 optimizer = "adam"
-lr = 0.003
-max_attempts = 3
+{base_extra}max_attempts = 3
 
 [base.dataset]
 format = "idx"
@@ -561,10 +571,6 @@ root = "{FASHION_MNIST}"
 train = {{ images = "train-images-idx3-ubyte.gz", labels = "train-labels-idx1-ubyte.gz", limit = {train_limit} }}
 eval = {{ images = "t10k-images-idx3-ubyte.gz", labels = "t10k-labels-idx1-ubyte.gz", limit = 256 }}
 loader_threads = 1
-
-[grid]
-seed = [{}]
-"#,
-        seeds.join(", ")
+"#
     )
 }

@@ -62,6 +62,18 @@ fn register_request(name: &str, devices: Vec<Device>) -> RegisterRequest {
     }
 }
 
+/// Submits a grid of one LeNet run named `name`, as the user.
+async fn submit_one_run(cluster: &Cluster, name: &str) {
+    users(cluster, &cluster.token)
+        .await
+        .submit(SubmitRequest {
+            grid_toml: lenet_grid(name, 1, 64, &[1]),
+            file_name: "g.toml".into(),
+        })
+        .await
+        .unwrap();
+}
+
 #[test]
 fn roles_are_separate_and_a_worker_cannot_be_impersonated() {
     let mut cluster = Cluster::new(30);
@@ -69,13 +81,7 @@ fn roles_are_separate_and_a_worker_cannot_be_impersonated() {
     let url = cluster.url();
     let tls = cluster.client_tls();
     runtime().block_on(async {
-        let mut u = users(&cluster, &cluster.token).await;
-        u.submit(SubmitRequest {
-            grid_toml: lenet_grid("roles", 1, 64, &[1]),
-            file_name: "g.toml".into(),
-        })
-        .await
-        .unwrap();
+        submit_one_run(&cluster, "roles").await;
 
         // A user calling the worker service: refused, naming the role needed.
         let mut as_user = RawWorker::connect(&url, &cluster.token, &tls).await;
@@ -120,7 +126,8 @@ fn roles_are_separate_and_a_worker_cannot_be_impersonated() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-        let status = u
+        let status = users(&cluster, &cluster.token)
+            .await
             .get(GetRequest {
                 experiment: "roles".into(),
             })
@@ -232,13 +239,7 @@ fn oversized_worker_messages_are_refused() {
     let url = cluster.url();
     let tls = cluster.client_tls();
     runtime().block_on(async {
-        let mut u = users(&cluster, &cluster.token).await;
-        u.submit(SubmitRequest {
-            grid_toml: lenet_grid("steps", 1, 64, &[1]),
-            file_name: "g.toml".into(),
-        })
-        .await
-        .unwrap();
+        submit_one_run(&cluster, "steps").await;
         let mut w = RawWorker::connect(&url, &cluster.worker_token, &tls).await;
         let many: Vec<Device> = (0..300)
             .map(|i| Device {

@@ -5,31 +5,13 @@
 
 use std::process::Command;
 
-use ablate_tests::{binary, FASHION_MNIST};
+use ablate_tests::{binary, lenet_base};
 use serde_json::Value;
 
 /// Six LeNet runs (two learning rates × three seeds) and four claims.
 fn grid() -> String {
     format!(
-        r#"name = "claims-e2e"
-
-[base]
-model = "lenet"
-image_size = 28
-channels = 1
-classes = 10
-epochs = 3
-batch_size = 32
-optimizer = "adam"
-max_attempts = 3
-
-[base.dataset]
-format = "idx"
-root = "{FASHION_MNIST}"
-train = {{ images = "train-images-idx3-ubyte.gz", labels = "train-labels-idx1-ubyte.gz", limit = 2048 }}
-eval = {{ images = "t10k-images-idx3-ubyte.gz", labels = "t10k-labels-idx1-ubyte.gz", limit = 256 }}
-loader_threads = 1
-
+        r#"{}
 [grid]
 lr = [1e-9, 0.003]
 seed = [1, 2, 3]
@@ -56,7 +38,8 @@ margin = 0.1
 name = "a frozen model beats lr 0.003"
 better = {{ lr = 1e-9 }}
 than = {{ lr = 0.003 }}
-"#
+"#,
+        lenet_base("claims-e2e", 3, 2048, "")
     )
 }
 

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use ablate_common::proto::ExperimentStatus;
-use ablate_tests::{Cluster, FASHION_MNIST};
+use ablate_tests::{lenet_base, Cluster};
 use serde_json::Value;
 
 const MINUTES: Duration = Duration::from_secs(60);
@@ -26,29 +26,12 @@ fn grid(name: &str, early_stopping: bool) -> String {
         ""
     };
     format!(
-        r#"name = "{name}"
-
-[base]
-model = "lenet"
-image_size = 28
-channels = 1
-classes = 10
-epochs = 3
-batch_size = 32
-optimizer = "adam"
-max_attempts = 3
-
-[base.dataset]
-format = "idx"
-root = "{FASHION_MNIST}"
-train = {{ images = "train-images-idx3-ubyte.gz", labels = "train-labels-idx1-ubyte.gz", limit = 320 }}
-eval = {{ images = "t10k-images-idx3-ubyte.gz", labels = "t10k-labels-idx1-ubyte.gz", limit = 256 }}
-loader_threads = 1
-
+        r#"{}
 [grid]
 lr = [0.003, 0.001, 1e-7]
 seed = [1, 2]
-{section}"#
+{section}"#,
+        lenet_base(name, 3, 320, "")
     )
 }
 

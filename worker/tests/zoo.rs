@@ -7,12 +7,17 @@ use ablate_common::arch::{
 };
 use ablate_common::spec::ModelFactors;
 use ablate_common::zoo;
-use ablate_worker::model::{build, try_build};
+use ablate_worker::model::{try_build, Network};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 const CLASSES: usize = 16;
 const BATCH: i64 = 2;
+
+/// The model of an architecture the test expects to run.
+fn build(vs: &nn::Path, arch: &Architecture) -> Network {
+    try_build(vs, arch).unwrap_or_else(|e| panic!("architecture `{}` cannot run: {e}", arch.name))
+}
 
 /// One intra-op thread per test: the tests run side by side on two shared cores, where
 /// torch's thread pool spins and runs several times slower.

@@ -2,6 +2,7 @@
 
 pub mod claims;
 pub mod dataset;
+pub mod device;
 pub mod early_stopping;
 pub mod grid;
 pub mod model;
@@ -9,8 +10,9 @@ mod preset_factors;
 pub mod run;
 
 pub use dataset::{Augment, BadSamplePolicy, DatasetFormat, DatasetSpec, Fit, SplitSpec};
+pub use device::{Device, DeviceList};
 pub use model::{ActivationName, HeadKind, KernelKind, ModelFactors};
 pub use run::{
-    parse_duration, DeviceList, LrSchedule, OptimizerKind, RunSpec, SpecError,
+    parse_duration, DurationError, LrSchedule, OptimizerKind, RunSpec, SpecError,
     DEFAULT_STALL_TIMEOUT,
 };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::dataset::DatasetSpec;
+use super::device::DeviceList;
 use super::model::ModelFactors;
 
 /// Errors of a spec that parsed but does not make sense.
@@ -63,100 +64,6 @@ pub enum LrSchedule {
         #[serde(default)]
         min_lr: f64,
     },
-}
-
-/// Devices a run trains on: `cpu`, `cpu:N` (N data-parallel CPU replicas) or
-/// `cuda:0,1,…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceList {
-    /// `n` CPU replicas.
-    Cpu(usize),
-    /// CUDA device ordinals.
-    Cuda(Vec<usize>),
-}
-
-impl DeviceList {
-    /// Parses `cpu`, `cpu:2`, `cuda:0`, `cuda:0,1`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text == "cpu" {
-            return Ok(DeviceList::Cpu(1));
-        }
-        if let Some(n) = text.strip_prefix("cpu:") {
-            let n: usize = n
-                .parse()
-                .map_err(|_| format!("`{text}`: expected cpu:N with N a positive integer"))?;
-            if n == 0 {
-                return Err(format!("`{text}`: at least one CPU replica"));
-            }
-            return Ok(DeviceList::Cpu(n));
-        }
-        if let Some(list) = text.strip_prefix("cuda:") {
-            let ordinals: Result<Vec<usize>, _> =
-                list.split(',').map(|s| s.trim().parse::<usize>()).collect();
-            let ordinals = ordinals
-                .map_err(|_| format!("`{text}`: expected cuda:I[,J…] with integer ordinals"))?;
-            for (i, o) in ordinals.iter().enumerate() {
-                if ordinals[..i].contains(o) {
-                    return Err(format!(
-                        "`{text}`: cuda:{o} is listed twice (one replica per device)"
-                    ));
-                }
-            }
-            return Ok(DeviceList::Cuda(ordinals));
-        }
-        Err(format!(
-            "`{text}`: expected `cpu`, `cpu:N` or `cuda:I[,J…]`"
-        ))
-    }
-
-    /// Number of data-parallel replicas.
-    pub fn replicas(&self) -> usize {
-        match self {
-            DeviceList::Cpu(n) => *n,
-            DeviceList::Cuda(v) => v.len(),
-        }
-    }
-
-    /// Checks that every CUDA ordinal exists on a machine with `cuda_devices` CUDA devices
-    /// (what libtorch counts), so a wrong list is refused before a run starts.
-    pub fn check_available(&self, cuda_devices: usize) -> Result<(), String> {
-        let DeviceList::Cuda(ordinals) = self else {
-            return Ok(());
-        };
-        match ordinals.iter().find(|&&o| o >= cuda_devices) {
-            None => Ok(()),
-            Some(o) if cuda_devices == 0 => Err(format!(
-                "`{self}`: cuda:{o} requested but this machine has no CUDA device"
-            )),
-            Some(o) => Err(format!(
-                "`{self}`: cuda:{o} requested but this machine has {cuda_devices} CUDA device(s) \
-                 (cuda:0 to cuda:{})",
-                cuda_devices - 1
-            )),
-        }
-    }
-
-    /// The device names, one per replica (`cpu` repeated, or `cuda:i`).
-    pub fn names(&self) -> Vec<String> {
-        match self {
-            DeviceList::Cpu(n) => vec!["cpu".to_string(); *n],
-            DeviceList::Cuda(v) => v.iter().map(|i| format!("cuda:{i}")).collect(),
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceList::Cpu(1) => write!(f, "cpu"),
-            DeviceList::Cpu(n) => write!(f, "cpu:{n}"),
-            DeviceList::Cuda(v) => {
-                let list: Vec<String> = v.iter().map(|i| i.to_string()).collect();
-                write!(f, "cuda:{}", list.join(","))
-            }
-        }
-    }
 }
 
 /// Everything one training run needs. Any field can appear in a grid's `[base]`, and the
@@ -241,8 +148,27 @@ pub struct RunSpec {
 /// How long a run's step counter may stand still before the run counts as stalled.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A duration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a number followed by a unit.
+    #[error("`{0}`: expected a duration like 15s, 500ms or 2m")]
+    NotADuration(String),
+    /// A unit other than ms, s, m, h.
+    #[error("`{text}`: unknown unit `{unit}` (ms, s, m, h)")]
+    Unit {
+        /// The duration as given.
+        text: String,
+        /// Its unit.
+        unit: String,
+    },
+    /// Zero, negative or not finite.
+    #[error("`{0}`: must be positive")]
+    NotPositive(String),
+}
+
 /// Parses `15s`, `500ms`, `2m`, `1h` or a number of seconds; it must be positive.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => text.split_at(i),
@@ -251,16 +177,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: f64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("`{text}`: expected a duration like 15s, 500ms or 2m"))?;
+        .map_err(|_| DurationError::NotADuration(text.to_string()))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
+        _ => {
+            return Err(DurationError::Unit {
+                text: text.to_string(),
+                unit: unit.to_string(),
+            })
+        }
     };
     if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err(format!("`{text}`: must be positive"));
+        return Err(DurationError::NotPositive(text.to_string()));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -453,7 +384,8 @@ impl RunSpec {
             return Err(invalid("log_every_steps", "must be at least 1".into()));
         }
         if let Some(text) = &self.stall_timeout {
-            let timeout = parse_duration(text).map_err(|m| invalid("stall_timeout", m))?;
+            let timeout =
+                parse_duration(text).map_err(|e| invalid("stall_timeout", e.to_string()))?;
             if timeout < Duration::from_secs(1) {
                 return Err(invalid(
                     "stall_timeout",

@@ -1,6 +1,6 @@
 //! `sched-sim`: the scheduling simulation at the issue's scale (500 workers × 8 GPUs, a
 //! 10,000-run grid of 1/2/4/8-GPU runs, 5 workers dying) or smaller; prints a Markdown
-//! table. See `ablate_coordinator::sim`.
+//! table. See `ablate_coordinator::scheduling::sim`.
 //!
 //! ```text
 //! cargo run --release -p ablate-coordinator --bin sched-sim -- [--workers N] [--runs N]
@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ablate_coordinator::sim::{self, SimConfig};
+use ablate_coordinator::scheduling::sim::{self, SimConfig};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

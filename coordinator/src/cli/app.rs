@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use ablate_common::auth::resolve_token;
 use ablate_common::tls::ClientTls;
 
-use crate::auth::Token;
-use crate::cli_models::{self, ModelsArgs};
-use crate::client::{self, Client};
+use crate::cli::models::{self, ModelsArgs};
+use crate::rpc::auth::Token;
+use crate::rpc::client::{self, Client};
 
 /// Ablation grids of image-classification CNNs, scheduled on workers.
 #[derive(Debug, Parser)]
@@ -67,7 +67,7 @@ pub(super) fn parse_token(text: &str) -> Result<Token, String> {
 
 /// Parses `15s`, `500ms`, `2m` or a number of seconds.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    ablate_common::spec::parse_duration(text)
+    ablate_common::spec::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Where the coordinator is, how to reach it and the user token to show it.
@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => super::cancel::run(args).await,
         Command::Report(args) => super::report::run(args).await,
         Command::Validate(args) => super::validate::run(&args),
-        Command::Models(args) => cli_models::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Models(args) => models::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => super::run_grid::run(args).await,
         Command::Resume(args) => super::resume::run(args).await,
     }

@@ -27,7 +27,7 @@ pub(super) struct ReportArgs {
 
 /// Fetches a report rendered by the coordinator.
 pub(super) async fn fetch(
-    client: &mut crate::client::Client,
+    client: &mut crate::rpc::client::Client,
     experiment: &str,
     format: Format,
 ) -> anyhow::Result<proto::ReportResponse> {

@@ -14,14 +14,14 @@ use tokio::sync::oneshot;
 
 use super::app::{default_data_dir, parse_duration};
 use super::watch::WatchOutcome;
-use crate::auth::{RoleTokens, Token};
-use crate::client;
-use crate::local_fit::{self, LocalOffer};
+use crate::cli::single_node::{find_worker_binary, split_devices, LocalWorkers, WorkerLaunch};
 use crate::report::Format;
-use crate::server::serve_state;
-use crate::single_node::{find_worker_binary, split_devices, LocalWorkers, WorkerLaunch};
+use crate::rpc::auth::{RoleTokens, Token};
+use crate::rpc::client;
+use crate::rpc::server::serve_state;
+use crate::scheduling::local_fit::{self, LocalOffer};
+use crate::state::tensorboard::path_component;
 use crate::state::{Coordinator, CoordinatorConfig};
-use crate::tensorboard::path_component;
 
 /// Options of `ablate run`.
 #[derive(Debug, Args)]

@@ -12,8 +12,8 @@ use super::app::{default_data_dir, parse_duration, parse_token};
 use ablate_common::auth::resolve_token;
 use ablate_common::tls::read_pem;
 
-use crate::auth::{RoleTokens, Token};
-use crate::server::{serve_with_dashboard, ServerConfig, ServerError, ServerTls};
+use crate::rpc::auth::{RoleTokens, Token};
+use crate::rpc::server::{serve_with_dashboard, ServerConfig, ServerError, ServerTls};
 
 /// Options of `ablate serve`.
 #[derive(Debug, Args)]
@@ -66,7 +66,7 @@ pub(super) struct ServeArgs {
     insecure_plaintext: bool,
     /// A user's share weight, NAME=W (W from 1 to 100; repeatable): users share the cluster
     /// by their weights (1 when not named), then each user's experiments by `priority`.
-    #[arg(long, value_parser = crate::users::parse_user_weight)]
+    #[arg(long, value_parser = crate::scheduling::users::parse_user_weight)]
     user_weight: Vec<(String, u32)>,
     #[command(flatten)]
     launcher: crate::launcher::args::LauncherArgs,
@@ -112,14 +112,13 @@ impl ServeArgs {
             return Ok(None);
         };
         Ok(Some(ServerTls {
-            cert: read_pem(cert, "--tls-cert").map_err(anyhow::Error::msg)?,
-            key: read_pem(key, "--tls-key").map_err(anyhow::Error::msg)?,
+            cert: read_pem(cert, "--tls-cert")?,
+            key: read_pem(key, "--tls-key")?,
             client_ca: self
                 .tls_client_ca
                 .as_deref()
                 .map(|p| read_pem(p, "--tls-client-ca"))
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
+                .transpose()?,
         }))
     }
 }

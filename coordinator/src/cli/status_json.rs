@@ -14,7 +14,7 @@
 use ablate_common::proto;
 use serde_json::{json, Value};
 
-use crate::client::Client;
+use crate::rpc::client::Client;
 
 fn non_negative(v: f64) -> Value {
     if v >= 0.0 && v.is_finite() {

@@ -48,7 +48,7 @@ pub(super) fn read_grid(path: &std::path::Path) -> anyhow::Result<(String, Strin
 /// Submits a grid; returns the experiment id. A refused grid is an error whose text has
 /// the file, line and column.
 pub(super) async fn submit(
-    client: &mut crate::client::Client,
+    client: &mut crate::rpc::client::Client,
     text: String,
     file_name: String,
 ) -> anyhow::Result<proto::SubmitResponse> {
@@ -56,13 +56,13 @@ pub(super) async fn submit(
 }
 
 fn parse_user(name: &str) -> Result<String, String> {
-    crate::users::check_user_name(name)?;
+    crate::scheduling::users::check_user_name(name)?;
     Ok(name.to_string())
 }
 
 /// [`submit`] in the name of `user` (metadata `ablate-user`).
 pub(super) async fn submit_as(
-    client: &mut crate::client::Client,
+    client: &mut crate::rpc::client::Client,
     text: String,
     file_name: String,
     user: Option<&str>,
@@ -73,7 +73,7 @@ pub(super) async fn submit_as(
     });
     if let Some(user) = user {
         request.metadata_mut().insert(
-            crate::users::USER_METADATA_KEY,
+            crate::scheduling::users::USER_METADATA_KEY,
             user.parse()
                 .map_err(|_| anyhow::anyhow!("--user `{user}`: not a valid metadata value"))?,
         );
@@ -91,7 +91,7 @@ pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let user = args.user.or_else(|| {
         std::env::var("USER")
             .ok()
-            .filter(|u| crate::users::check_user_name(u).is_ok())
+            .filter(|u| crate::scheduling::users::check_user_name(u).is_ok())
     });
     let submitted = submit_as(&mut client, text, file_name, user.as_deref()).await?;
     println!(

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::app::Remote;
 use super::display::{duration, loss, percent};
-use crate::client::Client;
+use crate::rpc::client::Client;
 
 /// Options of `ablate watch`.
 #[derive(Debug, Args)]

@@ -164,7 +164,7 @@ pub async fn report(
     };
     let file = format!(
         "{}-report.{}",
-        crate::tensorboard::path_component(&name),
+        crate::state::tensorboard::path_component(&name),
         format.extension()
     );
     let mut response = content.into_response();

@@ -15,8 +15,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::auth::RoleTokens;
-use crate::server::ServerTls;
+use crate::rpc::auth::RoleTokens;
+use crate::rpc::server::ServerTls;
 use crate::state::Coordinator;
 
 /// Connections served at once; more wait in the listen backlog.

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::{pages, Dashboard};
-use crate::auth::{constant_time_eq, RoleTokens};
+use crate::rpc::auth::{constant_time_eq, RoleTokens};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "ablate_session";
@@ -339,8 +339,8 @@ mod tests {
 
     fn logins() -> Logins {
         let tokens = RoleTokens::new(
-            crate::auth::Token::new("user-secret").unwrap(),
-            crate::auth::Token::new("worker-secret").unwrap(),
+            crate::rpc::auth::Token::new("user-secret").unwrap(),
+            crate::rpc::auth::Token::new("worker-secret").unwrap(),
         )
         .unwrap();
         Logins::new(Some(&tokens), true)

@@ -27,7 +27,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::auth::RoleTokens;
+use crate::rpc::auth::RoleTokens;
 use crate::state::Coordinator;
 
 pub use listen::{DashboardError, DashboardServer};

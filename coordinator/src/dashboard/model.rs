@@ -12,8 +12,8 @@ use crate::report::charts::{hex, run_color};
 use crate::report::claims::JsonClaim;
 use crate::report::effects::FactorEffect;
 use crate::report::{ReportData, ReportView};
+use crate::state::store::{ExperimentRow, RunRow};
 use crate::state::{ExperimentStatus, WorkerView};
-use crate::store::{ExperimentRow, RunRow};
 
 /// The experiments, newest first, at most this many.
 pub const MAX_EXPERIMENTS: usize = 500;

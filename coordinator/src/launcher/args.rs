@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::runner::SystemRunner;
 use super::slurm::{SlurmConfig, SlurmEngine, WorkerCommand};
 use super::{Launcher, Limits};
-use crate::auth::RoleTokens;
+use crate::rpc::auth::RoleTokens;
 
 /// The engines a coordinator can launch workers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,7 +149,7 @@ fn slurm_memory(text: &str) -> Result<String, String> {
 }
 
 fn idle_duration(text: &str) -> Result<String, String> {
-    ablate_common::spec::parse_duration(text)?;
+    ablate_common::spec::parse_duration(text).map_err(|e| e.to_string())?;
     if text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') {
         Ok(text.to_string())
     } else {

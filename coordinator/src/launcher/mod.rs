@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 pub use plan::{JobPhase, Limits, PlannedJob, QueueView, QueuedRun, WorkerSupply};
 
-use crate::scheduler::Millis;
+use crate::scheduling::scheduler::Millis;
 use crate::state::Coordinator;
 
 /// How an engine's job state counts.

@@ -1,5 +1,5 @@
 //! The report's "Claims" section: each claim of the grid judged on the runs it selects
-//! ([`crate::claims::judge`]), and the text and CSV cells every renderer shares.
+//! ([`crate::report::verdict::judge`]), and the text and CSV cells every renderer shares.
 
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::csv::field;
 use super::data::{ReportData, RunData};
 use super::summary::{MeanStd, RunSummary, SEED_KEY};
-use crate::claims::{judge, p_text, Evidence, Outcome, RunObservation, Verdict};
+use crate::report::verdict::{judge, p_text, Evidence, Outcome, RunObservation, Verdict};
 
 /// Run states whose numbers are final: finished, or stopped early on purpose.
 pub const JUDGED_STATES: [&str; 2] = ["finished", "stopped"];
@@ -259,7 +259,7 @@ pub fn statement(claim: &Claim) -> String {
     let margin = if claim.margin > 0.0 {
         let shown = match claim.metric {
             Metric::FinalEvalLoss | Metric::EpochsToEvalAcc { .. } => format!("{}", claim.margin),
-            _ => format!("{} pts", crate::claims::points(claim.margin)),
+            _ => format!("{} pts", crate::report::verdict::points(claim.margin)),
         };
         format!(" by more than {shown}")
     } else {

@@ -6,7 +6,7 @@ use super::charts::{chart_svg, hex, run_color, Metric};
 use super::effects::signed;
 use super::view::{
     duration, factor_pairs, fixed, mean_std, params, percent, percent_mean_std, throughput,
-    ReportView, RUN_COLUMNS,
+    ReportView, RUN_COLUMNS, SEED_COLUMNS,
 };
 
 /// Escapes text for HTML element content and attribute values.
@@ -287,15 +287,7 @@ fn groups_table(view: &ReportView<'_>, h: &mut String) {
         "<p class=\"note\">Runs that differ only by seed: mean ± sample standard deviation.</p>\n",
     );
     h.push_str("<div class=\"scroll\"><table id=\"seeds\">\n<thead><tr>");
-    for (label, num) in [
-        ("configuration", false),
-        ("model", false),
-        ("seeds", true),
-        ("best eval acc", true),
-        ("best epoch", true),
-        ("final eval loss", true),
-        ("train acc", true),
-    ] {
+    for (label, num) in SEED_COLUMNS {
         h.push_str(&th(label, num));
     }
     h.push_str("</tr></thead>\n<tbody>\n");

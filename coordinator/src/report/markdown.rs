@@ -5,7 +5,7 @@
 use super::effects::signed;
 use super::view::{
     duration, factors_text, fixed, mean_std, params, percent, percent_mean_std, throughput,
-    ReportView, RUN_COLUMNS,
+    ReportView, RUN_COLUMNS, SEED_COLUMNS,
 };
 
 /// Escapes what would break a table cell (pipes, line breaks).
@@ -130,19 +130,7 @@ pub fn render(view: &ReportView<'_>) -> String {
                 ]
             })
             .collect();
-        table(
-            &mut out,
-            &[
-                ("configuration", false),
-                ("model", false),
-                ("seeds", true),
-                ("best eval acc", true),
-                ("best epoch", true),
-                ("final eval loss", true),
-                ("train acc", true),
-            ],
-            &rows,
-        );
+        table(&mut out, &SEED_COLUMNS, &rows);
     }
 
     if view.show_effects() {

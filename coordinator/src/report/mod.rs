@@ -12,6 +12,7 @@
 //! - [`view`]: everything derived, computed once, and shared number formats.
 //! - [`json`], [`csv`], [`markdown`], [`html`]: the renderers; [`charts`]: SVG curves.
 //! - [`stopping`]: early stopping: stopped runs, their reasons, the compute saved.
+//! - [`verdict`]: verdicts on a grid's claims (pure); [`stats`]: the t distribution.
 
 pub mod charts;
 pub mod claims;
@@ -21,8 +22,10 @@ pub mod effects;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod stats;
 pub mod stopping;
 pub mod summary;
+pub mod verdict;
 pub mod view;
 
 use std::fmt;

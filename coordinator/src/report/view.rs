@@ -281,6 +281,18 @@ pub fn mean_std(m: Option<super::summary::MeanStd>, decimals: usize) -> String {
     }
 }
 
+/// Columns of the seed-aggregated table (label, right-aligned), shared by the Markdown and
+/// HTML reports.
+pub(super) const SEED_COLUMNS: [(&str, bool); 7] = [
+    ("configuration", false),
+    ("model", false),
+    ("seeds", true),
+    ("best eval acc", true),
+    ("best epoch", true),
+    ("final eval loss", true),
+    ("train acc", true),
+];
+
 /// Columns of the runs table (label, right-aligned), shared by the Markdown and HTML reports.
 pub(super) const RUN_COLUMNS: [(&str, bool); 13] = [
     ("#", true),

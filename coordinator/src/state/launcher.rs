@@ -8,7 +8,7 @@ use tracing::info;
 
 use super::{CoordError, Coordinator};
 use crate::launcher::{Board, QueueView, QueuedRun, WorkerSupply};
-use crate::scheduler::SchedError;
+use crate::scheduling::scheduler::SchedError;
 
 /// Appends the launcher's note on a queued run to its pending reason.
 pub(super) fn add_note(reason: &mut Option<String>, notes: &BTreeMap<String, String>, run: &str) {

@@ -60,7 +60,8 @@ pub(crate) fn client_with_timeout(
     config: &ConnectionConfig,
     timeout: Option<Duration>,
 ) -> Result<Client, String> {
-    let mut endpoint = ablate_common::tls::endpoint(&config.url, &config.tls)?
+    let mut endpoint = ablate_common::tls::endpoint(&config.url, &config.tls)
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(3))
         .tcp_keepalive(Some(Duration::from_secs(10)));
     if let Some(timeout) = timeout {
@@ -108,7 +109,7 @@ pub(crate) async fn register(
                 config
                     .auth
                     .set_session(secret)
-                    .map_err(tonic::Status::failed_precondition)?;
+                    .map_err(|e| tonic::Status::failed_precondition(e.to_string()))?;
                 return Ok(response.into_inner());
             }
             Err(status) if is_transient(&status) => {

@@ -82,8 +82,8 @@ pub fn inventory(devices: &str) -> Result<Inventory, String> {
             offered: vec!["cpu".into()],
             cpu_devices: list,
         },
-        DeviceList::Cuda(ordinals) => Inventory {
-            offered: ordinals.iter().map(|i| format!("cuda:{i}")).collect(),
+        DeviceList::Cuda(_) => Inventory {
+            offered: list.names(),
             cpu_devices: DeviceList::Cpu(1),
         },
     })

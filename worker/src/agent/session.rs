@@ -23,7 +23,7 @@ use super::connection::{is_transient, Client};
 use super::liveness::{AttemptIds, Liveness, Verdict};
 use super::test_hooks::{self, TestHold};
 use super::transfer::{self, Uploader};
-use crate::train::{self, checkpoint, Observer, Outcome, TrainError, TrainOptions};
+use crate::train::{self, checkpoint, Observer, Outcome, Placement, TrainError, TrainOptions};
 
 /// How long a session waits for its last messages and uploads before giving up on them.
 const WIND_DOWN: Duration = Duration::from_secs(600);
@@ -313,7 +313,12 @@ async fn attempt(
     let result = loop {
         tokio::select! {
             joined = &mut training => {
-                break Ok(joined.unwrap_or_else(|e| Err(TrainError::Torch(format!("training panicked: {e}")))));
+                break Ok(joined.unwrap_or_else(|e| {
+                    Err(TrainError::Panicked {
+                        rank: 0,
+                        message: format!("the training thread ended: {e}"),
+                    })
+                }));
             }
             Some(event) = rx.recv() => relay(event, liveness, &uploader, &mut watchdog),
             _ = ticker.tick() => {
@@ -391,7 +396,10 @@ async fn attempt(
             drop(uploader);
             let permanent = matches!(
                 e,
-                TrainError::Model(_) | TrainError::Data(_) | TrainError::Device(_)
+                TrainError::Model(_)
+                    | TrainError::State(_)
+                    | TrainError::Data(_)
+                    | TrainError::Device(_)
             );
             fail(ctx, ids, liveness, e.to_string(), permanent).await
         }
@@ -546,7 +554,20 @@ fn prepare(
     let spec: RunSpec =
         serde_json::from_str(&assignment.spec_json).map_err(|e| format!("run spec: {e}"))?;
     spec.check().map_err(|e| format!("run spec: {e}"))?;
-    let arch = spec.architecture().map_err(|e| format!("model: {e}"))?;
+    let devices =
+        DeviceList::from_assigned(&assignment.devices)?.unwrap_or_else(|| ctx.cpu_devices.clone());
+    let options = TrainOptions::for_spec(
+        spec,
+        Placement {
+            devices,
+            cores: ctx.threads,
+            run_dir: run_dir.clone(),
+            resume: true,
+            stop: stop.clone(),
+        },
+    )
+    .map_err(|e| format!("model: {e}"))?;
+    let spec = &options.spec;
     let dataset = spec.dataset.as_ref().ok_or("the run spec has no dataset")?;
     ctx.data_roots.check_dataset(dataset)?;
     if let Some(delay) = test_hooks::delay(test_hooks::PREPARE_DELAY_MS) {
@@ -555,31 +576,9 @@ fn prepare(
     }
     let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
         .map_err(|e| format!("dataset: {e}"))?;
-    let devices = if assignment.devices.iter().any(|d| d.starts_with("cuda:")) {
-        let joined: Vec<&str> = assignment
-            .devices
-            .iter()
-            .map(|d| d.trim_start_matches("cuda:"))
-            .collect();
-        DeviceList::parse(&format!("cuda:{}", joined.join(",")))?
-    } else {
-        ctx.cpu_devices.clone()
-    };
-    let threads_per_replica = (ctx.threads / devices.replicas()).max(1);
     std::fs::create_dir_all(&run_dir)
         .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
-    Ok(Prepared {
-        options: TrainOptions {
-            spec,
-            arch,
-            devices,
-            run_dir,
-            resume: true,
-            threads_per_replica,
-            stop,
-        },
-        data,
-    })
+    Ok(Prepared { options, data })
 }
 
 /// Puts the coordinator's checkpoint in `run_dir`, verified (or clears a stale local one).

@@ -1,19 +1,17 @@
-//! `ablate-worker bench` (training throughput) and `ablate-worker arch` (a model's layer
-//! tree as JSON, which `bench/pytorch_train.py` builds the same network from).
+//! `ablate-worker bench`: training throughput on random data (the timing itself is
+//! [`crate::train::throughput`]).
 
-use ablate_common::spec::{DeviceList, ModelFactors};
+use ablate_common::spec::DeviceList;
 
-use crate::bench::{self, BenchConfig};
+use super::arch::ModelArgs;
+use crate::train::throughput::{self, BenchConfig};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Catalogue model.
-    #[arg(long)]
-    pub model: String,
-    /// Input size.
-    #[arg(long, default_value_t = 224)]
-    pub image_size: usize,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Images per step.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -29,35 +27,12 @@ pub struct BenchArgs {
     /// `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Input channels.
-    #[arg(long, default_value_t = 3)]
-    pub channels: usize,
-    /// Classes.
-    #[arg(long, default_value_t = 16)]
-    pub classes: usize,
     /// Autocast as a `mixed_precision` run does (bfloat16 on GPUs that have it).
     #[arg(long)]
     pub mixed_precision: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Arguments of `arch`.
-#[derive(Debug, clap::Args)]
-pub struct ArchArgs {
-    /// Catalogue model.
-    #[arg(long)]
-    pub model: String,
-    /// Input size.
-    #[arg(long, default_value_t = 224)]
-    pub image_size: usize,
-    /// Input channels.
-    #[arg(long, default_value_t = 3)]
-    pub channels: usize,
-    /// Classes.
-    #[arg(long, default_value_t = 16)]
-    pub classes: usize,
 }
 
 fn parse_device(text: &str) -> anyhow::Result<tch::Device> {
@@ -72,15 +47,9 @@ fn parse_device(text: &str) -> anyhow::Result<tch::Device> {
 }
 
 /// Runs `bench`.
-pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
-    let arch = ablate_common::zoo::build(
-        &args.model,
-        &ModelFactors::default(),
-        args.channels,
-        args.image_size,
-        args.classes,
-    )?;
-    let result = bench::run(&BenchConfig {
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let arch = args.model.architecture()?;
+    let result = throughput::run(&BenchConfig {
         arch,
         batch: args.batch,
         steps: args.steps,
@@ -88,8 +57,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         threads: args.threads,
         device: parse_device(&args.device)?,
         mixed_precision: args.mixed_precision,
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
@@ -104,18 +72,5 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
             result.images_per_sec
         );
     }
-    Ok(())
-}
-
-/// Runs `arch`: prints the model's Architecture as JSON.
-pub fn run_arch(args: &ArchArgs) -> anyhow::Result<()> {
-    let arch = ablate_common::zoo::build(
-        &args.model,
-        &ModelFactors::default(),
-        args.channels,
-        args.image_size,
-        args.classes,
-    )?;
-    println!("{}", serde_json::to_string(&arch)?);
     Ok(())
 }

@@ -9,7 +9,7 @@ use ablate_common::metrics::EpochRecord;
 use ablate_common::spec::RunSpec;
 use anyhow::Context;
 
-use crate::train::{self, Observer, Outcome, TrainOptions};
+use crate::train::{self, Observer, Outcome, Placement, TrainOptions};
 
 /// Arguments of `train`.
 #[derive(Debug, clap::Args)]
@@ -89,27 +89,33 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 .map(|s| s.to_string_lossy().to_string());
             PathBuf::from("runs").join(stem.unwrap_or_else(|| "run".into()))
         });
-    let arch = spec
-        .architecture()
-        .map_err(|e| anyhow::anyhow!("{file_name}: model: {e}"))?;
-    let dataset = spec
-        .dataset
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("{file_name}: a run needs a [dataset] table"))?;
     let devices = spec
         .device_list()
         .and_then(|d| crate::devices::check_run(&d).map(|()| d))
         .map_err(|e| anyhow::anyhow!("{file_name}: devices: {e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = TrainOptions::for_spec(
+        spec,
+        Placement {
+            devices,
+            cores: num_cpus(),
+            run_dir: run_dir.clone(),
+            resume: args.resume,
+            stop: stop.clone(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{file_name}: model: {e}"))?;
+    let spec = &opts.spec;
+    let dataset = spec
+        .dataset
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{file_name}: a run needs a [dataset] table"))?;
     let data = crate::data::open(dataset, spec.channels, spec.image_size, spec.classes)
         .map_err(|e| anyhow::anyhow!("{file_name}: dataset: {e}"))?;
-    let threads = spec
-        .threads
-        .unwrap_or_else(|| (num_cpus() / devices.replicas()).max(1));
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
-    std::fs::write(run_dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    crate::signals::stop_on_terminate(stop.clone())?;
+    std::fs::write(run_dir.join("spec.json"), serde_json::to_vec_pretty(spec)?)?;
+    crate::signals::stop_on_terminate(stop)?;
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut observer = PrintingObserver {
         metrics_path,
@@ -120,15 +126,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             observer.history = ck.meta.history;
         }
     }
-    let opts = TrainOptions {
-        spec,
-        arch,
-        devices,
-        run_dir: run_dir.clone(),
-        resume: args.resume,
-        threads_per_replica: threads,
-        stop,
-    };
     match train::train(&opts, &data, &mut observer)? {
         Outcome::Completed {
             history,

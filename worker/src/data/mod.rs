@@ -7,14 +7,13 @@
 //! - `normalize` holds the mean/std (given, or computed from train and cached on disk).
 //! - [`plan`] is the epoch's order and the replicas' shares; `loader` the background
 //!   threads, the bounded queue and the in-memory u8 cache.
-//! - [`inspect`] and [`bench`] back `ablate-worker data-inspect` and `data-bench`.
+//! - [`inspect`] and [`throughput`] back `ablate-worker data-inspect` and `data-bench`.
 //!
 //! Bad data never panics: a missing file, an undecodable image, a list line that does not
 //! parse, a label out of range or a truncated binary is a [`BadSample`] naming the file
 //! (and line or record); `on_bad_sample = "fail"` makes the first one the error,
 //! `"skip"` leaves it out and reports it in [`DataSource::skipped`].
 
-pub mod bench;
 mod decode;
 mod error;
 pub mod inspect;
@@ -23,6 +22,7 @@ mod normalize;
 pub mod plan;
 pub mod roots;
 mod source;
+pub mod throughput;
 mod transform;
 
 pub use error::{BadSample, DataError, Location, Problem};

@@ -221,6 +221,7 @@ mod tests {
         let mut out = vec![MaybeUninit::uninit(); size * size * c];
         write_normalized(prepared, size, &luts, jitter, &mut out);
         out.into_iter()
+            // SAFETY: `write_normalized` writes every element of `out`.
             .map(|v| unsafe { v.assume_init() })
             .collect()
     }

@@ -11,19 +11,9 @@ use super::network::{Network, Node};
 /// Variables are named by position: `3.weight` for the fourth layer, `9.branch1.2.bias`
 /// inside a concat, `12.body.0.weight` / `12.shortcut.1.running_mean` inside a residual.
 ///
-/// # Panics
-/// When `arch` cannot run (see [`analyse`]); architectures from
-/// [`zoo::build`](ablate_common::zoo::build) have been checked. Use [`try_build`] for
-/// architectures from elsewhere.
-pub fn build(vs: &nn::Path, arch: &Architecture) -> Network {
-    try_build(vs, arch).unwrap_or_else(|e| panic!("architecture `{}` cannot run: {e}", arch.name))
-}
-
-/// [`build`] that returns the [`ArchError`] of [`analyse`] instead of panicking (no
-/// variable is created then).
-///
 /// # Errors
-/// When `arch` cannot run.
+/// The [`ArchError`] of [`analyse`] when `arch` cannot run (no variable is created then);
+/// architectures from [`zoo::build`](ablate_common::zoo::build) have been checked.
 pub fn try_build(vs: &nn::Path, arch: &Architecture) -> Result<Network, ArchError> {
     analyse(arch)?;
     let layers = sequence(vs, &arch.layers, Shape::input(arch), arch.init)?;

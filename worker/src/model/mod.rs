@@ -2,7 +2,7 @@
 //! worker trains is the layer tree that the catalogue describes and the coordinator counts.
 //!
 //! - `network`: [`Network`], the module, and its forward pass.
-//! - `builder`: [`build`] and [`try_build`], from a layer tree to tch layers.
+//! - `builder`: [`try_build`], from a layer tree to tch layers.
 //! - `init`: the Paddle and PyTorch initialisation schemes.
 //! - `leaky_relu`: leaky ReLU with any slope, through ATen (tch cannot pass the slope).
 //! - `rng`: [`ReplicaRng`], a replica's own generator for its dropout masks.
@@ -13,7 +13,7 @@ mod leaky_relu;
 mod network;
 mod rng;
 
-pub use builder::{build, try_build};
+pub use builder::try_build;
 pub use network::Network;
 pub(crate) use rng::take_error as take_shim_error;
 pub use rng::ReplicaRng;

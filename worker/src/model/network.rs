@@ -41,7 +41,7 @@ pub(super) enum Node {
 }
 
 /// A model built from an [`Architecture`](ablate_common::arch::Architecture) by
-/// [`build`](super::build).
+/// [`try_build`](super::try_build).
 ///
 /// # Shapes
 /// Input `[N, channels, image_size, image_size]`, output `[N, classes]` logits.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ablate_common::arch::Architecture;
+use ablate_common::arch::{ArchError, Architecture};
 use ablate_common::metrics::EpochRecord;
 use ablate_common::spec::{DeviceList, RunSpec};
 use tch::nn::{self, ModuleT};
@@ -24,7 +24,7 @@ use super::pacing::CheckpointPacer;
 use super::precision;
 use super::step::{forward_backward, StepOutput};
 use crate::collective::{Collective, CollectiveError, CpuCollective};
-use crate::data::{BatchOptions, DataSource, Split};
+use crate::data::{BatchOptions, DataError, DataSource, Split};
 use crate::model::{Network, ReplicaRng};
 
 /// How long a replica waits for its peers at a collective before failing the run.
@@ -44,19 +44,22 @@ static WEIGHT_INIT: Mutex<()> = Mutex::new(());
 pub enum TrainError {
     /// The model could not be built for the spec.
     #[error("model: {0}")]
-    Model(String),
+    Model(#[source] ArchError),
+    /// The checkpoint's weights or optimizer state do not fit the model.
+    #[error("model: {0}")]
+    State(#[source] StateMismatch),
     /// Reading a batch failed.
     #[error("data: {0}")]
-    Data(String),
+    Data(#[source] DataError),
     /// Checkpoint problem.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// A replica's collective failed.
     #[error(transparent)]
     Collective(#[from] CollectiveError),
-    /// libtorch raised an error.
-    #[error("libtorch: {0}")]
-    Torch(String),
+    /// libtorch raised an error (its first line is shown; the rest is its backtrace).
+    #[error("libtorch: {}", first_line(.0))]
+    Torch(#[source] tch::TchError),
     /// A device the spec names is not usable here.
     #[error("device: {0}")]
     Device(String),
@@ -70,10 +73,36 @@ pub enum TrainError {
     },
 }
 
+/// Weights or optimizer state of a checkpoint that the model cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateMismatch {
+    /// A variable of the model is not in the checkpoint.
+    #[error("checkpoint lacks variable `{0}`")]
+    Missing(String),
+    /// A variable has another shape in the checkpoint.
+    #[error("checkpoint variable `{name}` has shape {saved:?}, the model needs {needed:?}")]
+    Shape {
+        /// The variable.
+        name: String,
+        /// Its shape in the checkpoint.
+        saved: Vec<i64>,
+        /// Its shape in the model.
+        needed: Vec<i64>,
+    },
+    /// The optimizer state does not fit the model's variables.
+    #[error("{0}")]
+    Optimizer(String),
+}
+
 impl From<tch::TchError> for TrainError {
     fn from(e: tch::TchError) -> Self {
-        TrainError::Torch(e.to_string().lines().next().unwrap_or_default().to_string())
+        TrainError::Torch(e)
     }
+}
+
+/// The first line of libtorch's error (the rest is a C++ backtrace).
+fn first_line(e: &tch::TchError) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 /// What a run needs besides its data.
@@ -193,7 +222,7 @@ pub fn train(
         r.vs.copy(&first[0].vs)?;
         r.opt
             .load_state(&first[0].opt.state())
-            .map_err(TrainError::Model)?;
+            .map_err(|e| TrainError::State(StateMismatch::Optimizer(e)))?;
     }
     let params: u64 = first[0]
         .vs
@@ -254,19 +283,22 @@ pub fn train(
             &mut history,
         );
         // The first failure is the cause; the peers' errors are the abort it sent them.
-        let mut first_error = r0.as_ref().err().map(|e| e.to_string());
+        let mut first_error = None;
         let mut first_panic = None;
-        for h in handles {
+        for (index, h) in handles.into_iter().enumerate() {
             match h.join() {
                 Ok(Ok(_)) => {}
                 Ok(Err(e @ TrainError::Panicked { .. })) => {
                     first_panic.get_or_insert(e);
                 }
                 Ok(Err(e)) => {
-                    first_error.get_or_insert(e.to_string());
+                    first_error.get_or_insert(e);
                 }
                 Err(payload) => {
-                    first_error.get_or_insert(panic_message(payload.as_ref()));
+                    first_error.get_or_insert(TrainError::Panicked {
+                        rank: index + 1,
+                        message: panic_message(payload.as_ref()),
+                    });
                 }
             }
         }
@@ -275,7 +307,7 @@ pub fn train(
             (_, Some(panic), _) => Err(panic),
             (Ok(stopped), None, None) => Ok(stopped),
             (Err(e), None, _) => Err(e),
-            (Ok(_), None, Some(e)) => Err(TrainError::Torch(e)),
+            (Ok(_), None, Some(e)) => Err(e),
         }
     });
     match result? {
@@ -357,7 +389,7 @@ fn build_replica(rank: usize, device: Device, opts: &TrainOptions) -> Result<Rep
     let autocast =
         precision::autocast_for(opts.spec.mixed_precision, device).map_err(TrainError::Device)?;
     let vs = nn::VarStore::new(device);
-    let net = crate::model::build(&vs.root(), &opts.arch);
+    let net = crate::model::try_build(&vs.root(), &opts.arch).map_err(TrainError::Model)?;
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let buffers = named
@@ -396,20 +428,20 @@ fn restore(replica: &mut Replica, ck: &checkpoint::Checkpoint) -> Result<(), Tra
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, t)| t)
-            .ok_or_else(|| TrainError::Model(format!("checkpoint lacks variable `{name}`")))?;
+            .ok_or_else(|| TrainError::State(StateMismatch::Missing(name.clone())))?;
         if saved.size() != var.size() {
-            return Err(TrainError::Model(format!(
-                "checkpoint variable `{name}` has shape {:?}, the model needs {:?}",
-                saved.size(),
-                var.size()
-            )));
+            return Err(TrainError::State(StateMismatch::Shape {
+                name: name.clone(),
+                saved: saved.size(),
+                needed: var.size(),
+            }));
         }
         tch::no_grad(|| var.shallow_clone().copy_(saved));
     }
     replica
         .opt
         .load_state(&ck.optimizer)
-        .map_err(TrainError::Model)
+        .map_err(|e| TrainError::State(StateMismatch::Optimizer(e)))
 }
 
 fn train_options(spec: &RunSpec, epoch: u32, rank: usize, world: usize) -> BatchOptions {
@@ -517,6 +549,33 @@ struct EpochTotals {
     images: u64,
 }
 
+/// This replica's summed loss, correct predictions and images added up over every replica
+/// (one all-reduce), as means per image.
+fn sum_over_replicas(
+    collective: &dyn Collective,
+    rank: usize,
+    loss_sum: &Tensor,
+    correct: &Tensor,
+    seen: u64,
+) -> Result<EpochTotals, TrainError> {
+    let mut totals = Tensor::stack(
+        &[
+            loss_sum.to_device(Device::Cpu),
+            correct.to_device(Device::Cpu).to_kind(Kind::Double),
+            Tensor::from(seen as f64),
+        ],
+        0,
+    );
+    collective.all_reduce_sum(rank, &mut totals)?;
+    let v = Vec::<f64>::try_from(&totals)?;
+    let images = v[2].max(1.0);
+    Ok(EpochTotals {
+        loss: v[0] / images,
+        acc: v[1] / images,
+        images: v[2] as u64,
+    })
+}
+
 /// Trains one epoch; `None` when a stop was requested (agreed on by every replica).
 fn train_epoch(
     replica: &mut Replica,
@@ -537,7 +596,7 @@ fn train_epoch(
     let correct = Tensor::zeros([], (Kind::Int64, device));
     let mut seen: u64 = 0;
     for (step, batch) in split.batches(&batch_opts).enumerate() {
-        let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+        let batch = batch.map_err(TrainError::Data)?;
         let images = batch.images.to_device(device);
         let labels = batch.labels.to_device(device);
         let n = labels.size()[0];
@@ -591,22 +650,7 @@ fn train_epoch(
             observer.on_step(epoch + 1, step as u64 + 1, steps_per_epoch, value);
         }
     }
-    let mut totals = Tensor::stack(
-        &[
-            loss_sum.to_device(Device::Cpu),
-            correct.to_device(Device::Cpu).to_kind(Kind::Double),
-            Tensor::from(seen as f64),
-        ],
-        0,
-    );
-    collective.all_reduce_sum(replica.rank, &mut totals)?;
-    let v = Vec::<f64>::try_from(&totals)?;
-    let images = v[2].max(1.0);
-    Ok(Some(EpochTotals {
-        loss: v[0] / images,
-        acc: v[1] / images,
-        images: v[2] as u64,
-    }))
+    sum_over_replicas(collective, replica.rank, &loss_sum, &correct, seen).map(Some)
 }
 
 /// Sums `n_r`-weighted gradients over replicas and divides by the global batch size, so each
@@ -697,7 +741,7 @@ fn evaluate(
                 stopped = true;
                 break;
             }
-            let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+            let batch = batch.map_err(TrainError::Data)?;
             let images = batch.images.to_device(device);
             let labels = batch.labels.to_device(device);
             let n = labels.size()[0];
@@ -722,16 +766,6 @@ fn evaluate(
         }
         return Ok(None);
     }
-    let mut totals = Tensor::stack(
-        &[
-            loss_sum.to_device(Device::Cpu),
-            correct.to_device(Device::Cpu).to_kind(Kind::Double),
-            Tensor::from(seen as f64),
-        ],
-        0,
-    );
-    collective.all_reduce_sum(replica.rank, &mut totals)?;
-    let v = Vec::<f64>::try_from(&totals)?;
-    let n = v[2].max(1.0);
-    Ok(Some((v[0] / n, v[1] / n)))
+    let totals = sum_over_replicas(collective, replica.rank, &loss_sum, &correct, seen)?;
+    Ok(Some((totals.loss, totals.acc)))
 }

@@ -147,6 +147,23 @@ impl Optimizer {
 mod tests {
     use super::*;
 
+    /// `p = [1, -2]` after three steps of lr 0.1 (momentum 0.9) on `sum(p * p)`.
+    fn three_steps_on_p_squared(kind: OptimizerKind, weight_decay: f64) -> Vec<f32> {
+        let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let mut opt = Optimizer::new(
+            kind,
+            0.9,
+            weight_decay,
+            vec![("p".into(), p.shallow_clone())],
+        );
+        for _ in 0..3 {
+            let grads =
+                Tensor::run_backward(&[(&p * &p).sum(tch::Kind::Float)], &[&p], false, false);
+            opt.step(0.1, &grads);
+        }
+        Vec::<f32>::try_from(&p).unwrap()
+    }
+
     /// Expected values from PyTorch 2.11:
     /// ```python
     /// p = torch.tensor([1.0, -2.0], requires_grad=True)
@@ -157,19 +174,7 @@ mod tests {
     /// ```
     #[test]
     fn momentum_matches_torch_sgd() {
-        let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
-        let mut opt = Optimizer::new(
-            OptimizerKind::Momentum,
-            0.9,
-            0.01,
-            vec![("p".into(), p.shallow_clone())],
-        );
-        for _ in 0..3 {
-            let grads =
-                Tensor::run_backward(&[(&p * &p).sum(tch::Kind::Float)], &[&p], false, false);
-            opt.step(0.1, &grads);
-        }
-        let v = Vec::<f32>::try_from(&p).unwrap();
+        let v = three_steps_on_p_squared(OptimizerKind::Momentum, 0.01);
         assert!(
             (v[0] - 0.058_194_22).abs() < 1e-6 && (v[1] + 0.116_388_44).abs() < 1e-6,
             "{v:?}"
@@ -185,19 +190,7 @@ mod tests {
     /// ```
     #[test]
     fn adam_matches_torch() {
-        let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
-        let mut opt = Optimizer::new(
-            OptimizerKind::Adam,
-            0.9,
-            0.0,
-            vec![("p".into(), p.shallow_clone())],
-        );
-        for _ in 0..3 {
-            let grads =
-                Tensor::run_backward(&[(&p * &p).sum(tch::Kind::Float)], &[&p], false, false);
-            opt.step(0.1, &grads);
-        }
-        let v = Vec::<f32>::try_from(&p).unwrap();
+        let v = three_steps_on_p_squared(OptimizerKind::Adam, 0.0);
         assert!(
             (v[0] - 0.701_586_3).abs() < 1e-5 && (v[1] + 1.700_623_4).abs() < 1e-5,
             "{v:?}"
