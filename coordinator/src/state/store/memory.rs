@@ -548,17 +548,7 @@ impl Tx for MemoryTx {
                 run.finished_ms = Some(now);
             }
         }
-        if change.kind.logged() {
-            self.event(
-                Some(&after.experiment_id),
-                Some(&after.id),
-                Some(after.attempt),
-                change.kind.as_str(),
-                &change.message,
-                now,
-            )?;
-        }
-        Ok(())
+        self.log_change(change, now)
     }
 
     fn event(

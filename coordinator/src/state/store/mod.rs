@@ -142,6 +142,21 @@ pub trait Tx {
         message: &str,
         now: Millis,
     ) -> Result<(), StoreError>;
+    /// Appends a change's event to the log, when its kind is one that is logged.
+    fn log_change(&self, change: &Change, now: Millis) -> Result<(), StoreError> {
+        if !change.kind.logged() {
+            return Ok(());
+        }
+        let run = &change.after;
+        self.event(
+            Some(&run.experiment_id),
+            Some(&run.id),
+            Some(run.attempt),
+            change.kind.as_str(),
+            &change.message,
+            now,
+        )
+    }
     /// Where a run is, for progress bars.
     fn progress(&self, run_id: &str, p: &ProgressUpdate) -> Result<(), StoreError>;
     /// Stores an epoch's metrics once: `false` (and nothing changes) when the run already

@@ -667,17 +667,7 @@ impl Tx for SqliteTx<'_> {
                 .prepare_cached("UPDATE runs SET finished_ms = ?2 WHERE id = ?1")?
                 .execute(params![run.id, now])?;
         }
-        if change.kind.logged() {
-            self.event(
-                Some(&run.experiment_id),
-                Some(&run.id),
-                Some(run.attempt),
-                change.kind.as_str(),
-                &change.message,
-                now,
-            )?;
-        }
-        Ok(())
+        self.log_change(change, now)
     }
 
     /// Appends to the event log.
