@@ -23,12 +23,10 @@ set -euo pipefail
 
 DEPLOY="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$DEPLOY")"
-START=$(date +%s)
+TEST_NAME=test-compose
 LIMIT_S=$((20 * 60))
-
-log() { printf '[test-compose %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
-fail() { log "FAIL: $*"; exit 1; }
-skip() { echo "SKIP deploy/test-compose.sh: $*"; exit 0; }
+# shellcheck source=deploy/test-lib.sh
+source "$DEPLOY/test-lib.sh"
 
 command -v docker >/dev/null 2>&1 || skip "no docker CLI on this machine"
 timeout 20 docker info >/dev/null 2>&1 || skip "no Docker engine answers (docker info failed)"
@@ -137,21 +135,12 @@ W2="$(container cpu-worker-2)"
 NETWORK="$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$W1")"
 
 # wait_for SECONDS DESCRIPTION COMMAND…: polls COMMAND every second until it succeeds.
-wait_for() {
-  local limit=$1 what=$2 t0
-  shift 2
-  t0=$(date +%s)
-  until "$@"; do
-    [ $(($(date +%s) - t0)) -lt "$limit" ] || fail "timed out after ${limit}s waiting for $what"
-    [ $(($(date +%s) - START)) -lt "$LIMIT_S" ] || fail "over the test's 20-minute limit"
-    sleep 1
-  done
-}
 
 healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$COORD")" = healthy ]; }
 wait_for 90 "the coordinator's healthcheck" healthy
 HOSTPORT="$(compose port coordinator 50051 | tail -1)"
 URL="https://$HOSTPORT"
+export ABLATE_COORDINATOR="$URL"   # for the shared readers in test-lib.sh
 export ABLATE_CA="$ABLATE_SECRETS/user/ca.pem"
 export ABLATE_USER_TOKEN_FILE="$ABLATE_SECRETS/user/user.token"
 log "coordinator healthy at $URL"
@@ -178,20 +167,11 @@ EOF
 )
 log "submitted $EXP: $RUNS runs"
 
-# status: the experiment's runs, one JSON object a line, from `ablate status --json`
-# (see coordinator/src/cli/status_json.rs for the fields).
-status() {
-  "$ABLATE" status "$EXP" --json --coordinator "$URL" >"$TMP/status.json" 2>"$TMP/status.err" || return 1
-  python3 -c '
-import json, sys
-for r in json.load(open(sys.argv[1]))["experiments"][0]["runs"]:
-    print(json.dumps(r))' "$TMP/status.json"
-}
 # held_on WORKER: prints "RUN ATTEMPT" of the run that the worker named WORKER (its
 # coordinator id is w-WORKER-<8 hex>) holds at the test hold: running, an epoch stored and
 # its checkpoint on the coordinator, epochs left. Nothing while there is none.
 held_on() {
-  status | python3 -c '
+  runs "$EXP" | python3 -c '
 import json, re, sys
 worker = sys.argv[1]
 for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
@@ -200,14 +180,6 @@ for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
         continue
     if r["checkpoint_epoch"] >= 1 and r["checkpoint_epoch"] < r["epochs"]:
         print(r["id"], r["attempt"]); break' "$1"
-}
-# run_field RUN FIELD
-run_field() {
-  status | python3 -c '
-import json, sys
-for line in sys.stdin.read().splitlines():  # all of it: no broken pipe
-    r = json.loads(line)
-    if r["id"] == sys.argv[1]: print(r[sys.argv[2]]); break' "$1" "$2"
 }
 running() { [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ]; }
 # logs CONTAINER: its log without ANSI colours.
@@ -222,25 +194,25 @@ held_w1() { read -r KILLED_RUN KILLED_ATTEMPT < <(held_on cpu-worker-1) && [ -n 
 held_w2() { read -r HELD_RUN HELD_ATTEMPT < <(held_on cpu-worker-2) && [ -n "$HELD_RUN" ]; }
 wait_for 600 "cpu-worker-1 to hold a run after its first epoch" held_w1
 wait_for 600 "cpu-worker-2 to hold a run after its first epoch" held_w2
-log "docker kill cpu-worker-1 while it holds run $KILLED_RUN (attempt $KILLED_ATTEMPT, epoch $(run_field "$KILLED_RUN" checkpoint_epoch) stored)"
+log "docker kill cpu-worker-1 while it holds run $KILLED_RUN (attempt $KILLED_ATTEMPT, epoch $(run_field "$EXP" "$KILLED_RUN" checkpoint_epoch) stored)"
 docker kill "$W1" >/dev/null
 # Its lease expires and the run is queued again; it stays queued, since cpu-worker-2 holds
 # its own run. Then both runs get a pass: cpu-worker-2 finishes its run and takes the
 # killed one next (the queue's head: it has the lowest index of the queued runs), resuming
 # from its checkpoint; the run after that stops at the hold again.
-requeued() { [ "$(run_field "$KILLED_RUN" state)" = queued ]; }
+requeued() { [ "$(run_field "$EXP" "$KILLED_RUN" state)" = queued ]; }
 wait_for 120 "run $KILLED_RUN to be queued again" requeued
-log "run $KILLED_RUN is queued again: $(run_field "$KILLED_RUN" pending_reason)"
+log "run $KILLED_RUN is queued again: $(run_field "$EXP" "$KILLED_RUN" pending_reason)"
 pass "$HELD_RUN"
 pass "$KILLED_RUN"
-finished() { [ "$(run_field "$1" state)" = finished ]; }
+finished() { [ "$(run_field "$EXP" "$1" state)" = finished ]; }
 wait_for 600 "run $KILLED_RUN to finish" finished "$KILLED_RUN"
 ! running "$W1" || fail "cpu-worker-1 came back by itself"
 logs "$W2" | grep 'run completed' | grep -q "$KILLED_RUN" ||
   fail "cpu-worker-2's log does not show run $KILLED_RUN completed"
 logs "$W2" | grep -q "resuming run $KILLED_RUN after epoch" ||
   fail "cpu-worker-2 did not resume run $KILLED_RUN from its checkpoint"
-log "run $KILLED_RUN finished on cpu-worker-2 (attempt $(run_field "$KILLED_RUN" attempt)), resumed from its checkpoint"
+log "run $KILLED_RUN finished on cpu-worker-2 (attempt $(run_field "$EXP" "$KILLED_RUN" attempt)), resumed from its checkpoint"
 
 # --- 5: cut a worker off the network mid-run ------------------------------------------
 # cpu-worker-2 holds its next run after an epoch; cpu-worker-1 comes back and holds one too
@@ -256,11 +228,11 @@ log "docker network disconnect cpu-worker-2 while it holds run $CUT_RUN (attempt
 docker network disconnect "$NETWORK" "$W2"
 # The lease expires: the run is queued again (cpu-worker-1 holds its own run), attempt
 # unchanged until a worker takes it.
-requeued_cut() { [ "$(run_field "$CUT_RUN" state)" = queued ]; }
+requeued_cut() { [ "$(run_field "$EXP" "$CUT_RUN" state)" = queued ]; }
 wait_for 120 "the lease of run $CUT_RUN to expire" requeued_cut
 logs "$COORD" | grep -q "lease expired: worker cpu-worker-2" ||
   fail "the coordinator's log does not show cpu-worker-2's lease expiring"
-log "lease expired: run $CUT_RUN is queued ($(run_field "$CUT_RUN" pending_reason)); reconnecting cpu-worker-2"
+log "lease expired: run $CUT_RUN is queued ($(run_field "$EXP" "$CUT_RUN" pending_reason)); reconnecting cpu-worker-2"
 docker network connect "$NETWORK" "$W2"
 # cpu-worker-2 still holds its attempt and reports on it: refused (fenced off).
 refused() { logs "$W2" | grep -E 'fenced off|completion refused' | grep -q "$CUT_RUN"; }
@@ -270,7 +242,7 @@ log "cpu-worker-2's late report was refused: $(logs "$W2" | grep -E 'fenced off|
 # --- 6: the report --------------------------------------------------------------------
 rm -f "$HOLD/hold"   # every run goes on to its end
 all_done() {
-  status | python3 -c '
+  runs "$EXP" | python3 -c '
 import json, sys
 runs = [json.loads(l) for l in sys.stdin]
 sys.exit(0 if runs and all(r["state"] in ("finished", "failed", "cancelled") for r in runs) else 1)'

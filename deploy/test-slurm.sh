@@ -27,12 +27,10 @@ set -euo pipefail
 
 DEPLOY="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$DEPLOY")"
-START=$(date +%s)
+TEST_NAME=test-slurm
 LIMIT_S=$((8 * 60))
-
-log() { printf '[test-slurm %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
-fail() { log "FAIL: $*"; exit 1; }
-skip() { echo "SKIP deploy/test-slurm.sh: $*"; exit 0; }
+# shellcheck source=deploy/test-lib.sh
+source "$DEPLOY/test-lib.sh"
 
 # --- Slurm and munge ------------------------------------------------------------------
 have_slurm() {
@@ -172,16 +170,6 @@ EOF
 (cd / && slurmd -f "$SLURM_CONF" -N "$NODE") || fail "slurmd did not start: $(tail -5 "$LOGS/slurmd.log" 2>/dev/null)"
 
 # wait_for SECONDS DESCRIPTION COMMAND…: polls COMMAND every half second until it succeeds.
-wait_for() {
-  local limit=$1 what=$2 t0
-  shift 2
-  t0=$(date +%s)
-  until "$@"; do
-    [ $(($(date +%s) - t0)) -lt "$limit" ] || fail "timed out after ${limit}s waiting for $what"
-    [ $(($(date +%s) - START)) -lt "$LIMIT_S" ] || fail "over the test's $((LIMIT_S / 60))-minute limit"
-    sleep 0.5
-  done
-}
 node_idle() { sinfo -h -n "$NODE" -o %t 2>/dev/null | grep -qx idle; }
 wait_for 60 "the Slurm node to be idle" node_idle
 log "Slurm $(sinfo -V | cut -d' ' -f2) is up: node $NODE ($(sinfo -h -n "$NODE" -o '%c CPUs')), controller on port $CTLD_PORT"
@@ -223,22 +211,6 @@ sed 's/^/    /' "$TMP/slurm/worker-job.sh"
 JOB_NAME="$(sed -n 's/^#SBATCH --job-name=//p' "$TMP/slurm/worker-job.sh")"
 # jobs [STATE]: our job ids in squeue (in that state), one per line.
 jobs_in() { squeue -h --name="$JOB_NAME" ${1:+--states="$1"} -o %i 2>/dev/null | sort -n; }
-# runs EXP: the experiment's runs, one JSON object a line (cli/status_json.rs has the fields).
-runs() {
-  "$ABLATE" status "$1" --json >"$TMP/status.json" 2>"$TMP/status.err" || return 1
-  python3 -c '
-import json, sys
-for r in json.load(open(sys.argv[1]))["experiments"][0]["runs"]:
-    print(json.dumps(r))' "$TMP/status.json"
-}
-# field EXP RUN FIELD
-field() {
-  runs "$1" | python3 -c '
-import json, sys
-for line in sys.stdin.read().splitlines():
-    r = json.loads(line)
-    if r["id"] == sys.argv[1]: print(r[sys.argv[2]]); break' "$2" "$3"
-}
 # held EXP: "RUN JOB" of each run held after an epoch on a launched worker (w-slurm-JOB-…).
 held() {
   runs "$1" | python3 -c '
@@ -303,11 +275,11 @@ wait_for 30 "ablate workers to show both jobs with their workers" jobs_have_work
 # --- 3: a pending job, cancelled with its experiment ----------------------------------
 "$ABLATE" submit "$(grid slurm-b 9)" >/dev/null 2>"$TMP/submit.err" || fail "submit: $(cat "$TMP/submit.err")"
 B_RUN="$(runs slurm-b | python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["id"])')"
-says_pending() { field slurm-b "$B_RUN" pending_reason | grep -Eq 'slurm job [0-9]+ is PENDING'; }
+says_pending() { run_field slurm-b "$B_RUN" pending_reason | grep -Eq 'slurm job [0-9]+ is PENDING'; }
 wait_for 30 "slurm-b's pending reason to name its pending job" says_pending
 PENDING_JOB="$(jobs_in PENDING)"
 [ "$(echo "$PENDING_JOB" | wc -l)" -eq 1 ] && [ -n "$PENDING_JOB" ] || fail "expected one pending job, squeue has: $(jobs_in PENDING | tr '\n' ' ')"
-log "slurm-b's run waits: $(field slurm-b "$B_RUN" pending_reason)"
+log "slurm-b's run waits: $(run_field slurm-b "$B_RUN" pending_reason)"
 "$ABLATE" cancel slurm-b >/dev/null
 pending_gone() { ! jobs_in | grep -qx "$PENDING_JOB"; }
 wait_for 30 "the launcher to scancel pending job $PENDING_JOB" pending_gone
@@ -316,23 +288,23 @@ grep -q "cancelled pending jobs no queued run needs" "$TMP/coordinator.log" ||
 log "cancelled slurm-b: its pending job $PENDING_JOB was scancelled"
 
 # --- 4: scancel a job mid-run ---------------------------------------------------------
-ATTEMPT="$(field slurm-a "$VICTIM_RUN" attempt)"
-log "scancel $VICTIM_JOB while its worker holds run $VICTIM_RUN (attempt $ATTEMPT, epoch $(field slurm-a "$VICTIM_RUN" checkpoint_epoch) stored)"
+ATTEMPT="$(run_field slurm-a "$VICTIM_RUN" attempt)"
+log "scancel $VICTIM_JOB while its worker holds run $VICTIM_RUN (attempt $ATTEMPT, epoch $(run_field slurm-a "$VICTIM_RUN" checkpoint_epoch) stored)"
 scancel "$VICTIM_JOB"
 moved() {
   local worker
-  worker="$(field slurm-a "$VICTIM_RUN" worker)"
-  [ "$(field slurm-a "$VICTIM_RUN" attempt)" -gt "$ATTEMPT" ] && [ -n "$worker" ] &&
+  worker="$(run_field slurm-a "$VICTIM_RUN" worker)"
+  [ "$(run_field slurm-a "$VICTIM_RUN" attempt)" -gt "$ATTEMPT" ] && [ -n "$worker" ] &&
     [ "${worker#w-slurm-"$VICTIM_JOB"-}" = "$worker" ]
 }
 wait_for 120 "run $VICTIM_RUN to start again on another job" moved
-NEW_WORKER="$(field slurm-a "$VICTIM_RUN" worker)"
+NEW_WORKER="$(run_field slurm-a "$VICTIM_RUN" worker)"
 NEW_JOB="$(echo "$NEW_WORKER" | sed -E 's/^w-slurm-([0-9]+)-.*/\1/')"
 grep -q "released: worker shutting down" "$TMP/coordinator.log" ||
   fail "the coordinator's log does not show the cancelled job's worker releasing its run"
 grep -q "left: shutting down" "$TMP/coordinator.log" ||
   fail "the cancelled job's worker did not leave the coordinator"
-log "run $VICTIM_RUN was released by job $VICTIM_JOB's worker and runs on job $NEW_JOB (attempt $(field slurm-a "$VICTIM_RUN" attempt))"
+log "run $VICTIM_RUN was released by job $VICTIM_JOB's worker and runs on job $NEW_JOB (attempt $(run_field slurm-a "$VICTIM_RUN" attempt))"
 
 # --- 5: every run to its end; workers leave when idle ---------------------------------
 rm -f "$HOLD/hold"
