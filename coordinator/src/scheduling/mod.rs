@@ -1,8 +1,10 @@
 //! Scheduling: which queued run goes to which worker's devices, and when a lease ends.
 //!
 //! # Layout
-//! - [`scheduler`]: the pure scheduler: queue order, fair share, reservations, placement,
-//!   leases, expiry, attempts, fencing, pending reasons (no I/O; explicit clocks).
+//! - [`scheduler`]: the pure scheduler (no I/O; explicit clocks): its types and registry;
+//!   `scheduler/placement.rs` (queue order, fair share, reservations, pending reasons),
+//!   `scheduler/leases.rs` (renewal, fencing, expiry), `scheduler/outcomes.rs` (complete,
+//!   fail, release, cancel).
 //! - [`fair_queue`]: its indexes of the queue and of what is leased.
 //! - [`users`]: user names on submits and users' share weights.
 //! - [`local_fit`]: `ablate run`'s check that its local workers can run the grid.

@@ -8,7 +8,7 @@ use tracing::info;
 
 use super::{CoordError, Coordinator};
 use crate::launcher::{Board, QueueView, QueuedRun, WorkerSupply};
-use crate::scheduling::scheduler::SchedError;
+use crate::scheduling::scheduler::{gpu_count, SchedError};
 
 /// Appends the launcher's note on a queued run to its pending reason.
 pub(super) fn add_note(reason: &mut Option<String>, notes: &BTreeMap<String, String>, run: &str) {
@@ -42,12 +42,7 @@ impl Coordinator {
                         name: w.name.clone(),
                         connected: sched.is_connected(&w.id, now),
                         cpu_free: w.devices.iter().filter(free).any(|d| d == "cpu"),
-                        free_gpus: w
-                            .devices
-                            .iter()
-                            .filter(free)
-                            .filter(|d| d.starts_with("cuda:"))
-                            .count() as u32,
+                        free_gpus: gpu_count(w.devices.iter().filter(free)),
                     }
                 })
                 .collect(),
