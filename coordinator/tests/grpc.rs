@@ -426,8 +426,11 @@ async fn runs_are_trained_once_with_fencing_and_epochs_stored_once() {
         last = Some(status);
     }
     let last = last.unwrap();
-    assert_eq!(last.experiment.as_ref().unwrap().state, "finished");
-    assert!(last.runs.iter().all(|r| r.best_eval_acc == 0.7));
+    assert_eq!(
+        last.experiment.as_ref().unwrap().state().label(),
+        "finished"
+    );
+    assert!(last.runs.iter().all(|r| r.best_eval_acc == Some(0.7)));
 
     let report = users
         .report(proto::ReportRequest {
@@ -493,7 +496,7 @@ async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.experiment.unwrap().state, "failed");
+    assert_eq!(status.experiment.unwrap().state().label(), "failed");
     assert!(
         status.runs[0].error.contains("lease expired"),
         "{}",
@@ -543,7 +546,7 @@ async fn cancellation_stops_a_running_run_and_frees_its_devices() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.experiment.unwrap().state, "cancelled");
+    assert_eq!(status.experiment.unwrap().state().label(), "cancelled");
     let err = users
         .cancel(proto::CancelRequest {
             target: "nothing-by-this-name".into(),
@@ -661,9 +664,9 @@ async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
         .await
         .unwrap()
         .into_inner();
-    let states: Vec<&str> = status.runs.iter().map(|r| r.state.as_str()).collect();
+    let states: Vec<&str> = status.runs.iter().map(|r| r.state().label()).collect();
     assert_eq!(states, ["running", "queued"]);
-    assert_eq!(status.runs[0].best_eval_acc, 0.7);
+    assert_eq!(status.runs[0].best_eval_acc, Some(0.7));
     server.stop().await;
 }
 

@@ -152,13 +152,13 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     let status = cluster.wait_for("dash", WAIT, "epoch 1 of the first run", |s| {
         s.runs
             .iter()
-            .any(|r| r.state == "running" && r.best_eval_acc >= 0.0)
+            .any(|r| r.state().label() == "running" && r.best_eval_acc.is_some())
     });
     let experiment = status.experiment.as_ref().unwrap().id.clone();
     let first = status
         .runs
         .iter()
-        .find(|r| r.state == "running")
+        .find(|r| r.state().label() == "running")
         .unwrap()
         .id
         .clone();
@@ -305,9 +305,9 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     let status = cluster.wait_for("dash", WAIT, "the second run stopped", |s| {
         s.runs
             .iter()
-            .any(|r| r.id == second && r.state == "cancelled" && r.worker.is_empty())
+            .any(|r| r.id == second && r.state().label() == "cancelled" && r.worker.is_empty())
     });
-    let states: Vec<&str> = status.runs.iter().map(|r| r.state.as_str()).collect();
+    let states: Vec<&str> = status.runs.iter().map(|r| r.state().label()).collect();
     assert!(
         states.contains(&"finished") && states.contains(&"cancelled"),
         "{states:?}"

@@ -54,7 +54,7 @@ fn all_terminal(s: &ExperimentStatus) -> bool {
     !s.runs.is_empty()
         && s.runs.iter().all(|r| {
             matches!(
-                r.state.as_str(),
+                r.state().label(),
                 "finished" | "failed" | "cancelled" | "stopped"
             )
         })
@@ -115,7 +115,7 @@ fn a_hopeless_variant_is_stopped_and_the_winner_is_unchanged() {
     let states: Vec<(&str, &str)> = status
         .runs
         .iter()
-        .map(|r| (r.name.as_str(), r.state.as_str()))
+        .map(|r| (r.name.as_str(), r.state().label()))
         .collect();
     assert_eq!(
         states,
@@ -143,7 +143,7 @@ fn a_hopeless_variant_is_stopped_and_the_winner_is_unchanged() {
         stopped.stop_reason
     );
     let e = status.experiment.as_ref().unwrap();
-    assert_eq!((e.state.as_str(), e.stopped), ("finished", 1));
+    assert_eq!((e.state().label(), e.stopped), ("finished", 1));
     let summary = status
         .early_stopping
         .as_ref()
@@ -230,9 +230,14 @@ fn a_hopeless_variant_is_stopped_and_the_winner_is_unchanged() {
     let out = cli_ok(&cluster, &["resume", &id]);
     assert!(out.contains("resumed 1 run(s)"), "{out}");
     let status = cluster.wait_for("stop", 8 * MINUTES, "the resumed run to end", |s| {
-        all_terminal(s) && s.runs[5].state != "stopped"
+        all_terminal(s) && s.runs[5].state().label() != "stopped"
     });
-    assert_eq!(status.runs[5].state, "finished", "{:#?}", status.runs[5]);
+    assert_eq!(
+        status.runs[5].state().label(),
+        "finished",
+        "{:#?}",
+        status.runs[5]
+    );
     assert!(status.runs[5].stop_resumed);
     let report = report_json(&cluster, "stop");
     assert_eq!(epochs_of(&report["runs"][5]), [1, 2, 3]);

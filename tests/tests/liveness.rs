@@ -26,7 +26,7 @@ fn all_terminal(s: &ExperimentStatus) -> bool {
     !s.runs.is_empty()
         && s.runs
             .iter()
-            .all(|r| matches!(r.state.as_str(), "finished" | "failed" | "cancelled"))
+            .all(|r| matches!(r.state().label(), "finished" | "failed" | "cancelled"))
 }
 
 /// Waits until worker `index`'s log has a line containing `text`.
@@ -57,7 +57,12 @@ fn a_run_outlasting_its_lease_ttl_in_preparation_upload_and_eval_finishes_first_
     submit(&cluster, "slow.toml", &lenet_grid("slow", 2, 256, &[1]));
     let status = cluster.wait_for("slow", 3 * MINUTES, "the run to finish", all_terminal);
     let run = &status.runs[0];
-    assert_eq!(run.state, "finished", "{run:?}\n{}", cluster.logs());
+    assert_eq!(
+        run.state().label(),
+        "finished",
+        "{run:?}\n{}",
+        cluster.logs()
+    );
     assert_eq!(
         run.attempt,
         1,
@@ -95,7 +100,12 @@ fn a_hung_step_is_reported_stalled_and_the_run_requeued() {
     submit(&cluster, "hang.toml", &grid);
     let status = cluster.wait_for("hang", 3 * MINUTES, "the retry to finish", all_terminal);
     let run = &status.runs[0];
-    assert_eq!(run.state, "finished", "{run:?}\n{}", cluster.logs());
+    assert_eq!(
+        run.state().label(),
+        "finished",
+        "{run:?}\n{}",
+        cluster.logs()
+    );
     assert_eq!(run.attempt, 2, "re-queued once after the stall: {run:?}");
     let reason = "stalled: no training progress for 3 s (stall_timeout) at epoch 1 step 2";
     let coordinator = cluster.coordinator.as_ref().unwrap().log_text();
@@ -119,7 +129,12 @@ fn cancel_reaches_a_run_in_the_middle_of_a_long_evaluation() {
     let out = cluster.cli(&["cancel", "eval"]);
     assert!(out.status.success());
     let status = cluster.wait_for("eval", MINUTES, "the cancellation", all_terminal);
-    assert_eq!(status.runs[0].state, "cancelled", "{:?}", status.runs[0]);
+    assert_eq!(
+        status.runs[0].state().label(),
+        "cancelled",
+        "{:?}",
+        status.runs[0]
+    );
     wait_for_log(
         &cluster,
         0,

@@ -70,6 +70,20 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     ablate_common::spec::parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// The coordinator's answer to a call, or its message as the error: a refusal already
+/// names the file, field or run, and the gRPC code adds nothing a user acts on.
+pub(super) trait Answer<T> {
+    /// The answer's body.
+    fn answer(self) -> anyhow::Result<T>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn answer(self) -> anyhow::Result<T> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))
+    }
+}
+
 /// Where the coordinator is, how to reach it and the user token to show it.
 #[derive(Debug, Clone, Args)]
 pub(super) struct Remote {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use ablate_common::proto;
 use clap::Args;
 
-use super::app::Remote;
+use super::app::{Answer, Remote};
 
 /// Options of `ablate cancel`.
 #[derive(Debug, Args)]
@@ -23,8 +23,7 @@ pub(super) async fn run(args: CancelArgs) -> anyhow::Result<ExitCode> {
             target: args.target.clone(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+        .answer()?;
     println!(
         "cancelled {} run(s) of {}; running ones stop within seconds",
         response.cancelled_runs, args.target

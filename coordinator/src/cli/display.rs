@@ -33,21 +33,27 @@ pub(super) fn duration(seconds: f64) -> String {
     }
 }
 
-/// An accuracy fraction as a percentage; negative means none.
-pub(super) fn percent(fraction: f64) -> String {
-    if fraction < 0.0 || fraction.is_nan() {
-        "-".to_string()
-    } else {
-        format!("{:.1}%", fraction * 100.0)
+/// `3m05s ago`: the time from `unix_ms` to `now` (both in Unix milliseconds).
+pub(super) fn ago(now: u64, unix_ms: u64) -> String {
+    format!(
+        "{} ago",
+        duration(now.saturating_sub(unix_ms) as f64 / 1000.0)
+    )
+}
+
+/// An accuracy fraction as a percentage; `-` when there is none yet.
+pub(super) fn percent(fraction: Option<f64>) -> String {
+    match fraction {
+        Some(f) if f.is_finite() => format!("{:.1}%", f * 100.0),
+        _ => "-".to_string(),
     }
 }
 
-/// A loss; negative means none.
-pub(super) fn loss(value: f64) -> String {
-    if value < 0.0 {
-        "-".to_string()
-    } else {
-        format!("{value:.4}")
+/// A loss; `-` when there is none yet.
+pub(super) fn loss(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.4}"),
+        _ => "-".to_string(),
     }
 }
 
@@ -95,8 +101,10 @@ mod tests {
         assert_eq!(duration(42.4), "42s");
         assert_eq!(duration(185.0), "3m05s");
         assert_eq!(duration(3720.0), "1h02m");
-        assert_eq!(percent(0.8734), "87.3%");
-        assert_eq!(percent(-1.0), "-");
+        assert_eq!(percent(Some(0.8734)), "87.3%");
+        assert_eq!(percent(None), "-");
+        assert_eq!(loss(Some(0.5)), "0.5000");
+        assert_eq!(loss(None), "-");
         assert_eq!(
             table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]),
             "a    bb\nxxx  y\n"

@@ -7,7 +7,7 @@ use ablate_common::proto;
 use anyhow::Context;
 use clap::Args;
 
-use super::app::Remote;
+use super::app::{Answer, Remote};
 use crate::report::Format;
 
 /// Options of `ablate report`.
@@ -31,14 +31,13 @@ pub(super) async fn fetch(
     experiment: &str,
     format: Format,
 ) -> anyhow::Result<proto::ReportResponse> {
-    Ok(client
+    client
         .report(proto::ReportRequest {
             experiment: experiment.to_string(),
             format: format.extension().to_string(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner())
+        .answer()
 }
 
 pub(super) async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use ablate_common::proto;
 use clap::Args;
 
-use super::app::Remote;
-use super::display::{duration, loss, percent, si_unit, table};
+use super::app::{Answer, Remote};
+use super::display::{ago, duration, loss, percent, si_unit, table};
 use crate::state::now_ms;
 
 /// Options of `ablate status`.
@@ -32,7 +32,12 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
         };
         out.push_str(&format!(
             "{} ({}): {} — {} runs, {} finished, {} failed{stopped}\n",
-            e.name, e.id, e.state, e.runs, e.finished, e.failed
+            e.name,
+            e.id,
+            e.state(),
+            e.runs,
+            e.finished,
+            e.failed
         ));
     }
     if let Some(s) = &status.early_stopping {
@@ -54,7 +59,7 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
         .runs
         .iter()
         .map(|r| {
-            let position = if r.state == "running" && r.steps_per_epoch > 0 {
+            let position = if r.state() == proto::RunState::Running && r.steps_per_epoch > 0 {
                 format!(
                     "{}/{} {}/{}",
                     r.current_epoch, r.epochs, r.current_step, r.steps_per_epoch
@@ -65,7 +70,7 @@ pub(super) fn experiment_table(status: &proto::ExperimentStatus) -> String {
             vec![
                 r.id.clone(),
                 r.name.clone(),
-                r.state.clone(),
+                r.state().to_string(),
                 r.attempt.to_string(),
                 position,
                 loss(r.last_loss),
@@ -131,16 +136,11 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     experiment: experiment.clone(),
                 })
                 .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner();
+                .answer()?;
             print!("{}", experiment_table(&status));
         }
         None => {
-            let list = client
-                .list(proto::ListRequest {})
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner();
+            let list = client.list(proto::ListRequest {}).await.answer()?;
             if list.experiments.is_empty() {
                 println!("no experiments yet (ablate submit GRID)");
                 return Ok(ExitCode::SUCCESS);
@@ -153,14 +153,11 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     vec![
                         e.id.clone(),
                         e.name.clone(),
-                        e.state.clone(),
+                        e.state().to_string(),
                         e.runs.to_string(),
                         e.finished.to_string(),
                         e.failed.to_string(),
-                        format!(
-                            "{} ago",
-                            duration(now.saturating_sub(e.submitted_unix_ms) as f64 / 1000.0)
-                        ),
+                        ago(now, e.submitted_unix_ms),
                     ]
                 })
                 .collect();

@@ -14,13 +14,13 @@
 use ablate_common::proto;
 use serde_json::{json, Value};
 
+use super::app::Answer;
 use crate::rpc::client::Client;
 
-fn non_negative(v: f64) -> Value {
-    if v >= 0.0 && v.is_finite() {
-        json!(v)
-    } else {
-        Value::Null
+fn number(v: Option<f64>) -> Value {
+    match v {
+        Some(v) if v.is_finite() => json!(v),
+        _ => Value::Null,
     }
 }
 
@@ -38,7 +38,7 @@ pub(super) fn run_json(r: &proto::RunStatus) -> Value {
         "id": r.id,
         "name": r.name,
         "model": r.model,
-        "state": r.state,
+        "state": r.state().label(),
         "attempt": r.attempt,
         "worker": text(&r.worker),
         "gpus": r.gpus,
@@ -47,10 +47,10 @@ pub(super) fn run_json(r: &proto::RunStatus) -> Value {
         "step": r.current_step,
         "steps_per_epoch": r.steps_per_epoch,
         // best_eval_acc is set once an epoch is stored.
-        "epochs_done": r.best_eval_acc >= 0.0,
+        "epochs_done": r.best_eval_acc.is_some(),
         "checkpoint_epoch": r.checkpoint_epoch,
-        "last_loss": non_negative(r.last_loss),
-        "best_eval_acc": non_negative(r.best_eval_acc),
+        "last_loss": number(r.last_loss),
+        "best_eval_acc": number(r.best_eval_acc),
         "elapsed_seconds": r.elapsed_seconds,
         "error": text(&r.error),
         "pending_reason": text(&r.pending_reason),
@@ -73,7 +73,7 @@ pub(super) fn experiment_json(status: &proto::ExperimentStatus) -> Value {
     json!({
         "id": e.id,
         "name": e.name,
-        "state": e.state,
+        "state": e.state().label(),
         "total_runs": e.runs,
         "finished": e.finished,
         "failed": e.failed,
@@ -98,8 +98,7 @@ pub(super) async fn fetch(client: &mut Client, experiment: Option<&str>) -> anyh
         None => client
             .list(proto::ListRequest {})
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-            .into_inner()
+            .answer()?
             .experiments
             .into_iter()
             .map(|e| e.id)
@@ -110,8 +109,7 @@ pub(super) async fn fetch(client: &mut Client, experiment: Option<&str>) -> anyh
         let status = client
             .get(proto::GetRequest { experiment: key })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-            .into_inner();
+            .answer()?;
         experiments.push(experiment_json(&status));
     }
     Ok(json!({ "experiments": experiments }))

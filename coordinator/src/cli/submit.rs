@@ -7,7 +7,7 @@ use ablate_common::proto;
 use anyhow::Context;
 use clap::Args;
 
-use super::app::Remote;
+use super::app::{Answer, Remote};
 
 /// Options of `ablate submit`.
 #[derive(Debug, Args)]
@@ -78,11 +78,8 @@ pub(super) async fn submit_as(
                 .map_err(|_| anyhow::anyhow!("--user `{user}`: not a valid metadata value"))?,
         );
     }
-    let response = client
-        .submit(request)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-    Ok(response.into_inner())
+    let response = client.submit(request).await.answer()?;
+    Ok(response)
 }
 
 pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {

@@ -6,10 +6,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use ablate_common::proto;
+use ablate_common::proto::{ExperimentState, RunState};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::app::Remote;
+use super::app::{Answer, Remote};
 use super::display::{duration, loss, percent};
 use crate::rpc::client::Client;
 
@@ -46,14 +47,10 @@ impl WatchOutcome {
     }
 }
 
-fn is_terminal(state: &str) -> bool {
-    matches!(state, "finished" | "failed" | "cancelled" | "stopped")
-}
-
 /// The line printed when a run is done.
 pub(super) fn summary_line(r: &proto::RunStatus) -> String {
-    match r.state.as_str() {
-        "finished" => format!(
+    match r.state() {
+        RunState::Finished => format!(
             "✓ {}  best eval acc {}, last {}, {} epochs, {}{}",
             r.name,
             percent(r.best_eval_acc),
@@ -66,21 +63,20 @@ pub(super) fn summary_line(r: &proto::RunStatus) -> String {
                 String::new()
             }
         ),
-        "failed" => format!(
+        RunState::Failed => format!(
             "✗ {}  failed after {} attempt(s): {}",
             r.name, r.attempt, r.error
         ),
-        "stopped" => format!(
+        RunState::Stopped => format!(
             "■ {}  stopped early at epoch {} ({}): {}",
             r.name, r.stop_epoch, r.stop_rule, r.stop_reason
         ),
         _ => format!(
             "- {}  cancelled{}",
             r.name,
-            if r.best_eval_acc >= 0.0 {
-                format!(" (best eval acc so far {})", percent(r.best_eval_acc))
-            } else {
-                String::new()
+            match r.best_eval_acc {
+                Some(_) => format!(" (best eval acc so far {})", percent(r.best_eval_acc)),
+                None => String::new(),
             }
         ),
     }
@@ -125,7 +121,7 @@ struct View {
     bars: Option<(MultiProgress, ProgressBar)>,
     running: HashMap<String, ProgressBar>,
     reported: HashSet<String>,
-    plain_last: HashMap<String, (u32, u64)>,
+    plain_last: HashMap<String, (u32, Option<u64>)>,
     plain_waiting: Option<String>,
     name_width: usize,
 }
@@ -172,7 +168,7 @@ impl View {
             .unwrap_or(20)
             .clamp(10, 48);
         for r in &status.runs {
-            if is_terminal(&r.state) {
+            if r.state().is_terminal() {
                 if self.reported.insert(r.id.clone()) {
                     if let Some(bar) = self.running.remove(&r.id) {
                         bar.finish_and_clear();
@@ -184,7 +180,7 @@ impl View {
                 }
                 continue;
             }
-            if r.state != "running" {
+            if r.state() != RunState::Running {
                 continue;
             }
             match &self.bars {
@@ -209,7 +205,7 @@ impl View {
                 }
                 None => {
                     // A line when an attempt starts and when an epoch's eval result arrives.
-                    let key = (r.attempt, r.last_eval_acc.to_bits());
+                    let key = (r.attempt, r.last_eval_acc.map(f64::to_bits));
                     if self.plain_last.get(&r.id) != Some(&key) {
                         println!("{}: {}", r.name, bar_message(r));
                         self.plain_last.insert(r.id.clone(), key);
@@ -217,16 +213,24 @@ impl View {
                 }
             }
         }
-        let running = status.runs.iter().filter(|r| r.state == "running").count();
+        let running = status
+            .runs
+            .iter()
+            .filter(|r| r.state() == RunState::Running)
+            .count();
         // Nothing runs: say why the first queued run waits (no silently stuck grid).
         let waiting = status
             .runs
             .iter()
-            .find(|r| r.state == "queued" && !r.pending_reason.is_empty())
+            .find(|r| r.state() == RunState::Queued && !r.pending_reason.is_empty())
             .filter(|_| running == 0)
             .map(|r| r.pending_reason.clone());
         if let (Some((_, overall)), Some(e)) = (&self.bars, &status.experiment) {
-            let done = status.runs.iter().filter(|r| is_terminal(&r.state)).count();
+            let done = status
+                .runs
+                .iter()
+                .filter(|r| r.state().is_terminal())
+                .count();
             overall.set_prefix(e.name.clone());
             overall.set_length(e.runs.into());
             overall.set_position(done as u64);
@@ -264,8 +268,7 @@ pub(super) async fn watch(client: &mut Client, experiment: &str) -> anyhow::Resu
             experiment: experiment.to_string(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+        .answer()?;
     let mut view = View::new();
     let mut last: Option<proto::ExperimentStatus> = None;
     let result = loop {
@@ -283,15 +286,20 @@ pub(super) async fn watch(client: &mut Client, experiment: &str) -> anyhow::Resu
     let Some(summary) = last.and_then(|s| s.experiment) else {
         return Ok(WatchOutcome::Interrupted);
     };
-    let outcome = match summary.state.as_str() {
-        "finished" => WatchOutcome::Finished,
-        "failed" => WatchOutcome::Failed(summary.failed),
-        "cancelled" => WatchOutcome::Cancelled,
+    let outcome = match summary.state() {
+        ExperimentState::Finished => WatchOutcome::Finished,
+        ExperimentState::Failed => WatchOutcome::Failed(summary.failed),
+        ExperimentState::Cancelled => WatchOutcome::Cancelled,
         _ => WatchOutcome::Interrupted,
     };
     println!(
         "{} ({}): {} — {} of {} runs finished, {} failed",
-        summary.name, summary.id, summary.state, summary.finished, summary.runs, summary.failed
+        summary.name,
+        summary.id,
+        summary.state(),
+        summary.finished,
+        summary.runs,
+        summary.failed
     );
     Ok(outcome)
 }
@@ -305,20 +313,20 @@ pub(super) async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn run_status(state: &str) -> proto::RunStatus {
+    fn run_status(state: RunState) -> proto::RunStatus {
         proto::RunStatus {
             id: "r".into(),
             name: "cnn act=relu".into(),
             model: "cnn".into(),
-            state: state.into(),
+            state: state as i32,
             attempt: 1,
             epochs: 3,
             current_epoch: 2,
             current_step: 50,
             steps_per_epoch: 100,
-            last_loss: 0.5,
-            best_eval_acc: 0.875,
-            last_eval_acc: 0.85,
+            last_loss: Some(0.5),
+            best_eval_acc: Some(0.875),
+            last_eval_acc: Some(0.85),
             elapsed_seconds: 65.0,
             error: "boom".into(),
             ..Default::default()
@@ -327,8 +335,8 @@ mod tests {
 
     #[test]
     fn positions_count_steps_across_epochs() {
-        assert_eq!(position(&run_status("running")), (150, 300));
-        let mut r = run_status("running");
+        assert_eq!(position(&run_status(RunState::Running)), (150, 300));
+        let mut r = run_status(RunState::Running);
         r.steps_per_epoch = 0;
         assert_eq!(position(&r), (1, 3));
     }
@@ -336,15 +344,15 @@ mod tests {
     #[test]
     fn summary_lines() {
         assert_eq!(
-            summary_line(&run_status("finished")),
+            summary_line(&run_status(RunState::Finished)),
             "✓ cnn act=relu  best eval acc 87.5%, last 85.0%, 3 epochs, 1m05s"
         );
         assert_eq!(
-            summary_line(&run_status("failed")),
+            summary_line(&run_status(RunState::Failed)),
             "✗ cnn act=relu  failed after 1 attempt(s): boom"
         );
         assert_eq!(
-            bar_message(&run_status("running")),
+            bar_message(&run_status(RunState::Running)),
             "epoch 2/3 step 50/100 loss 0.5000 acc 85.0%"
         );
     }

@@ -7,8 +7,8 @@ use ablate_common::proto;
 use clap::Args;
 use serde_json::json;
 
-use super::app::Remote;
-use super::display::{duration, table};
+use super::app::{Answer, Remote};
+use super::display::{ago, table};
 use crate::state::now_ms;
 
 /// Options of `ablate workers`.
@@ -33,10 +33,7 @@ fn last_seen(w: &proto::WorkerInfoEntry, now: u64) -> String {
     if w.last_seen_unix_ms == 0 {
         "not since restart".to_string()
     } else {
-        format!(
-            "{} ago",
-            duration(now.saturating_sub(w.last_seen_unix_ms) as f64 / 1000.0)
-        )
+        ago(now, w.last_seen_unix_ms)
     }
 }
 
@@ -109,8 +106,7 @@ pub(super) async fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     let list = client
         .list_workers(proto::WorkerInfoRequest {})
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+        .answer()?;
     if args.json {
         let workers: Vec<_> = list
             .workers

@@ -7,13 +7,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use tracing::{error, info};
 
 use super::live::{wait_for_change, Since};
 use super::{model, Dashboard};
 use crate::report::{self, Format};
-use crate::state::CoordError;
+use crate::state::{CoordError, Coordinator};
 
 /// The longest experiment id, name or run id accepted.
 const MAX_KEY_BYTES: usize = 256;
@@ -60,6 +60,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// A long-polled document: built, on a blocking thread, once the state's version differs
+/// from `since` (at once without it), from the coordinator and that version.
+async fn live_document(
+    state: &Dashboard,
+    since: Option<u64>,
+    build: impl FnOnce(&Coordinator, u64) -> Result<Value, CoordError> + Send + 'static,
+) -> ApiResult {
+    let version = wait_for_change(&state.coord, since).await;
+    let coord = state.coord.clone();
+    let doc = blocking(move || build(&coord, version)).await?;
+    Ok(Json(doc).into_response())
+}
+
 fn require_caller(
     state: &Dashboard,
     headers: &HeaderMap,
@@ -90,14 +103,11 @@ pub async fn experiments(
     Query(q): Query<Since>,
 ) -> ApiResult {
     require_caller(&state, &headers)?;
-    let version = wait_for_change(&state.coord, q.since).await;
-    let coord = state.coord.clone();
-    let doc = blocking(move || {
+    live_document(&state, q.since, |coord, version| {
         let rows = coord.experiments()?;
         Ok(model::experiments(&rows, coord.now(), version))
     })
-    .await?;
-    Ok(Json(doc).into_response())
+    .await
 }
 
 /// `GET /api/experiments/{id}[?since=VERSION]` (an id, or the newest experiment of a name).
@@ -109,16 +119,13 @@ pub async fn experiment(
 ) -> ApiResult {
     require_caller(&state, &headers)?;
     let id = key("experiment", &id)?;
-    let version = wait_for_change(&state.coord, q.since).await;
-    let coord = state.coord.clone();
-    let doc = blocking(move || {
+    live_document(&state, q.since, move |coord, version| {
         let status = coord.status(&id)?;
         let data = coord.report_data(&status.experiment.id)?;
         let workers = coord.workers();
         Ok(model::experiment(&status, &data, &workers, version))
     })
-    .await?;
-    Ok(Json(doc).into_response())
+    .await
 }
 
 /// `GET /api/workers[?since=VERSION]`.
@@ -128,14 +135,10 @@ pub async fn workers(
     Query(q): Query<Since>,
 ) -> ApiResult {
     require_caller(&state, &headers)?;
-    let version = wait_for_change(&state.coord, q.since).await;
-    let coord = state.coord.clone();
-    let doc = blocking(move || {
-        let workers = coord.workers();
-        Ok(model::workers(&workers, coord.now(), version))
+    live_document(&state, q.since, |coord, version| {
+        Ok(model::workers(&coord.workers(), coord.now(), version))
     })
-    .await?;
-    Ok(Json(doc).into_response())
+    .await
 }
 
 /// `GET /api/experiments/{id}/report/{format}`: the report as a download (`md`, `html`,

@@ -23,7 +23,7 @@ fn experiment_json(e: &ExperimentRow, now_ms: u64) -> Value {
         "id": e.id,
         "name": e.name,
         "description": e.description,
-        "state": e.state(),
+        "state": e.state().as_str(),
         "runs": e.runs,
         "queued": e.queued,
         "running": e.running,

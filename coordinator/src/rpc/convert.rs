@@ -6,9 +6,9 @@ use ablate_common::proto;
 use tonic::Status;
 use tracing::{error, warn};
 
-use crate::scheduling::scheduler::SchedError;
+use crate::scheduling::scheduler::{RunState, SchedError};
 use crate::state::checkpoints::CheckpointError;
-use crate::state::store::{ExperimentRow, RunRow, StopRow};
+use crate::state::store::{ExperimentRow, ExperimentState, RunRow, StopRow};
 use crate::state::{
     Assignment, AttemptRef, CoordError, ExperimentStatus, Progress, Registration, WorkerView,
 };
@@ -261,7 +261,7 @@ pub(super) fn summary(e: &ExperimentRow) -> proto::ExperimentSummary {
     proto::ExperimentSummary {
         id: e.id.clone(),
         name: e.name.clone(),
-        state: e.state().to_string(),
+        state: experiment_state(e.state()) as i32,
         runs: e.runs,
         finished: e.finished,
         failed: e.failed,
@@ -270,21 +270,44 @@ pub(super) fn summary(e: &ExperimentRow) -> proto::ExperimentSummary {
     }
 }
 
+/// The wire form of the scheduler's run state.
+fn run_state(state: RunState) -> proto::RunState {
+    match state {
+        RunState::Queued => proto::RunState::Queued,
+        RunState::Running => proto::RunState::Running,
+        RunState::Finished => proto::RunState::Finished,
+        RunState::Failed => proto::RunState::Failed,
+        RunState::Cancelled => proto::RunState::Cancelled,
+        RunState::Stopped => proto::RunState::Stopped,
+    }
+}
+
+/// The wire form of an experiment's state.
+fn experiment_state(state: ExperimentState) -> proto::ExperimentState {
+    match state {
+        ExperimentState::Queued => proto::ExperimentState::Queued,
+        ExperimentState::Running => proto::ExperimentState::Running,
+        ExperimentState::Finished => proto::ExperimentState::Finished,
+        ExperimentState::Failed => proto::ExperimentState::Failed,
+        ExperimentState::Cancelled => proto::ExperimentState::Cancelled,
+    }
+}
+
 fn run_status(r: &RunRow, now: u64) -> proto::RunStatus {
     proto::RunStatus {
         id: r.id.clone(),
         name: r.name.clone(),
         model: r.model.clone(),
-        state: r.state.as_str().to_string(),
+        state: run_state(r.state) as i32,
         attempt: r.attempt,
         worker: r.worker_id.clone().unwrap_or_default(),
         epochs: r.epochs,
         current_epoch: r.current_epoch,
         current_step: r.current_step,
         steps_per_epoch: r.steps_per_epoch,
-        last_loss: r.last_loss.unwrap_or(-1.0),
-        best_eval_acc: r.best_eval_acc.unwrap_or(-1.0),
-        last_eval_acc: r.last_eval_acc.unwrap_or(-1.0),
+        last_loss: r.last_loss,
+        best_eval_acc: r.best_eval_acc,
+        last_eval_acc: r.last_eval_acc,
         error: r.error.clone().unwrap_or_default(),
         elapsed_seconds: r.elapsed_seconds(now),
         checkpoint_bytes: r.checkpoint_bytes.unwrap_or(0),
@@ -428,6 +451,64 @@ mod tests {
             },
         );
         assert!(runs > 100, "{runs}");
+    }
+
+    fn run_row(state: RunState, best_eval_acc: Option<f64>) -> RunRow {
+        RunRow {
+            id: "r1".into(),
+            experiment_id: "e1".into(),
+            name: "cnn".into(),
+            model: "cnn".into(),
+            state,
+            attempt: 1,
+            worker_id: None,
+            epochs: 2,
+            current_epoch: 0,
+            current_step: 0,
+            steps_per_epoch: 0,
+            last_loss: None,
+            best_eval_acc,
+            last_eval_acc: best_eval_acc,
+            stored_epochs: 0,
+            error: None,
+            wall_s: 0.0,
+            attempt_started_ms: None,
+            checkpoint_epoch: None,
+            checkpoint_file: None,
+            checkpoint_bytes: None,
+            gpus: 0,
+            pending_reason: None,
+        }
+    }
+
+    /// A missing number stays missing on the wire and a real 0.0 (a model that got every
+    /// eval image wrong) stays 0.0: the two no longer share one encoding.
+    #[test]
+    fn missing_numbers_and_zero_differ_on_the_wire() {
+        let queued = run_status(&run_row(RunState::Queued, None), 0);
+        let wrong = run_status(&run_row(RunState::Finished, Some(0.0)), 0);
+        let decode = |s: &proto::RunStatus| proto::RunStatus::decode(&*s.encode_to_vec()).unwrap();
+        let (queued, wrong) = (decode(&queued), decode(&wrong));
+        assert_eq!((queued.best_eval_acc, queued.last_loss), (None, None));
+        assert_eq!(wrong.best_eval_acc, Some(0.0));
+        assert_eq!(queued.state(), proto::RunState::Queued);
+        assert_eq!(wrong.state(), proto::RunState::Finished);
+    }
+
+    #[test]
+    fn every_run_state_has_its_wire_state_and_label() {
+        for state in [
+            RunState::Queued,
+            RunState::Running,
+            RunState::Finished,
+            RunState::Failed,
+            RunState::Cancelled,
+            RunState::Stopped,
+        ] {
+            let wire = run_state(state);
+            assert_eq!(wire.label(), state.as_str());
+            assert_eq!(wire.is_terminal(), state.is_terminal());
+        }
     }
 
     #[test]

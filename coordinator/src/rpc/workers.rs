@@ -18,7 +18,7 @@ use super::convert::{
 };
 use crate::rpc::session::Sessions;
 use crate::state::checkpoints::CHUNK_BYTES;
-use crate::state::{Coordinator, Progress, Registration};
+use crate::state::{AttemptRef, Coordinator, Progress, Registration};
 
 /// Checkpoint uploads one worker may have in flight at once.
 pub(crate) const MAX_UPLOADS_PER_WORKER: usize = 2;
@@ -45,6 +45,30 @@ impl WorkersService {
             lease_ttl_ms,
             in_flight: InFlight::default(),
         }
+    }
+}
+
+impl WorkersService {
+    /// The attempt a worker's call names, once the call's session proves it comes from
+    /// that worker.
+    fn caller_attempt(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        worker_id: String,
+        run_id: String,
+        attempt: u32,
+    ) -> Result<AttemptRef, Status> {
+        let a = attempt_ref(worker_id, run_id, attempt)?;
+        self.sessions.check(metadata, &a.worker_id)?;
+        Ok(a)
+    }
+}
+
+/// A worker's reason, trimmed and capped; "no reason given" when it sent none.
+fn reason_or_default(reason: &str) -> String {
+    match reason.trim() {
+        "" => "no reason given".to_string(),
+        reason => truncate(reason, MAX_REASON_BYTES),
     }
 }
 
@@ -179,8 +203,7 @@ impl Workers for WorkersService {
         request: Request<proto::CompleteRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
         let (metadata, _, r) = request.into_parts();
-        let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
-        self.sessions.check(&metadata, &a.worker_id)?;
+        let a = self.caller_attempt(&metadata, r.worker_id, r.run_id, r.attempt)?;
         let coord = self.coord.clone();
         blocking(move || Ok(coord.complete(&a, r.params)?)).await?;
         Ok(Response::new(proto::Ack {}))
@@ -191,12 +214,8 @@ impl Workers for WorkersService {
         request: Request<proto::FailRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
         let (metadata, _, r) = request.into_parts();
-        let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
-        self.sessions.check(&metadata, &a.worker_id)?;
-        let reason = match r.reason.trim() {
-            "" => "no reason given".to_string(),
-            reason => truncate(reason, MAX_REASON_BYTES),
-        };
+        let a = self.caller_attempt(&metadata, r.worker_id, r.run_id, r.attempt)?;
+        let reason = reason_or_default(&r.reason);
         let coord = self.coord.clone();
         blocking(move || Ok(coord.fail(&a, &reason, r.permanent)?)).await?;
         Ok(Response::new(proto::Ack {}))
@@ -207,8 +226,7 @@ impl Workers for WorkersService {
         request: Request<proto::ReleaseRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
         let (metadata, _, r) = request.into_parts();
-        let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
-        self.sessions.check(&metadata, &a.worker_id)?;
+        let a = self.caller_attempt(&metadata, r.worker_id, r.run_id, r.attempt)?;
         let coord = self.coord.clone();
         let reason = truncate(r.reason.trim(), MAX_REASON_BYTES);
         blocking(move || Ok(coord.release(&a, &reason)?)).await?;
@@ -222,10 +240,7 @@ impl Workers for WorkersService {
         let (metadata, _, r) = request.into_parts();
         check_len("worker_id", &r.worker_id, MAX_ID_BYTES)?;
         self.sessions.check(&metadata, &r.worker_id)?;
-        let reason = match r.reason.trim() {
-            "" => "no reason given".to_string(),
-            reason => truncate(reason, MAX_REASON_BYTES),
-        };
+        let reason = reason_or_default(&r.reason);
         let coord = self.coord.clone();
         blocking(move || Ok(coord.leave(&r.worker_id, &reason)?)).await?;
         Ok(Response::new(proto::Ack {}))
@@ -239,8 +254,12 @@ impl Workers for WorkersService {
         let first = next_chunk(&mut stream)
             .await?
             .ok_or_else(|| Status::invalid_argument("an upload needs at least one chunk"))?;
-        let a = attempt_ref(first.worker_id.clone(), first.run_id.clone(), first.attempt)?;
-        self.sessions.check(&metadata, &a.worker_id)?;
+        let a = self.caller_attempt(
+            &metadata,
+            first.worker_id.clone(),
+            first.run_id.clone(),
+            first.attempt,
+        )?;
         if first.epoch == 0 {
             return Err(Status::invalid_argument(
                 "epoch: epochs are numbered from 1",
@@ -313,8 +332,7 @@ impl Workers for WorkersService {
         request: Request<proto::CheckpointRequest>,
     ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
         let (metadata, _, r) = request.into_parts();
-        let a = attempt_ref(r.worker_id, r.run_id, r.attempt)?;
-        self.sessions.check(&metadata, &a.worker_id)?;
+        let a = self.caller_attempt(&metadata, r.worker_id, r.run_id, r.attempt)?;
         let found = {
             let (coord, a) = (self.coord.clone(), a.clone());
             blocking(move || Ok(coord.checkpoint_file(&a)?)).await?

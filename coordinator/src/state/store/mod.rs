@@ -29,8 +29,8 @@ use crate::scheduling::scheduler::{Change, Millis, RunSched, WorkerInfo};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use records::{
-    AssignmentRow, ComputeRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate,
-    ReportRunRow, RunRow, StopInputRow, StopRow,
+    AssignmentRow, ComputeRow, EventRow, ExperimentRow, ExperimentState, NewExperiment, NewRun,
+    ProgressUpdate, ReportRunRow, RunRow, StopInputRow, StopRow,
 };
 pub use sqlite::{SqliteStore, SqliteTx, SCHEMA_VERSION};
 

@@ -85,24 +85,58 @@ impl ExperimentRow {
         self.queued == 0 && self.running == 0
     }
 
-    /// `queued`, `running`, `finished`, `failed` or `cancelled`: failed when a run
-    /// failed, cancelled when a run was cancelled, once every run is terminal.
-    pub fn state(&self) -> &'static str {
+    /// The experiment's state from its runs' counts: failed when a run failed, cancelled
+    /// when a run was cancelled, once every run is terminal.
+    pub fn state(&self) -> ExperimentState {
         if self.is_done() {
             if self.failed > 0 {
-                "failed"
+                ExperimentState::Failed
             } else if self.cancelled > 0 {
-                "cancelled"
+                ExperimentState::Cancelled
             } else {
-                "finished"
+                ExperimentState::Finished
             }
         } else if self.running > 0
             || self.finished + self.failed + self.cancelled + self.stopped > 0
         {
-            "running"
+            ExperimentState::Running
         } else {
-            "queued"
+            ExperimentState::Queued
         }
+    }
+}
+
+/// Where an experiment is, from its runs' states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExperimentState {
+    /// No run has started.
+    Queued,
+    /// Some runs started and some are not done.
+    Running,
+    /// Every run is done and none failed or was cancelled.
+    Finished,
+    /// Every run is done and at least one failed.
+    Failed,
+    /// Every run is done, none failed, and at least one was cancelled.
+    Cancelled,
+}
+
+impl ExperimentState {
+    /// The state's name as shown (`queued`, `running`, `finished`, `failed`, `cancelled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentState::Queued => "queued",
+            ExperimentState::Running => "running",
+            ExperimentState::Finished => "finished",
+            ExperimentState::Failed => "failed",
+            ExperimentState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for ExperimentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

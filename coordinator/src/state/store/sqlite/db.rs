@@ -918,7 +918,7 @@ mod tests {
         assert_eq!(row.best_eval_acc, Some(0.5));
         let exp = store.find_experiment("quick").unwrap().unwrap();
         assert_eq!(
-            (exp.runs, exp.queued, exp.running, exp.state()),
+            (exp.runs, exp.queued, exp.running, exp.state().as_str()),
             (2, 1, 1, "running")
         );
         let events = store.events(Some("e1-0")).unwrap();
