@@ -496,7 +496,7 @@ impl Coordinator {
     ) -> Result<Submitted, CoordError> {
         if !user.is_empty() {
             crate::scheduling::users::check_user_name(user)
-                .map_err(|m| CoordError::invalid("user", m))?;
+                .map_err(|e| CoordError::invalid("user", e.to_string()))?;
         }
         let grid = parse_grid(grid_toml, file_name)?;
         let now = self.now();
@@ -734,7 +734,7 @@ impl Coordinator {
         }
         let mut devices = Vec::new();
         for device in &reg.devices {
-            Device::parse(device).map_err(|m| CoordError::invalid("devices", m))?;
+            Device::parse(device).map_err(|e| CoordError::invalid("devices", e.to_string()))?;
             if !devices.contains(device) {
                 devices.push(device.clone());
             }
