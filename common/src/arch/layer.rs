@@ -112,6 +112,20 @@ pub enum Layer {
     },
 }
 
+impl Layer {
+    /// A convolution to `out` channels with a square `kernel`, `stride` and `padding` on
+    /// each side.
+    pub fn conv(out: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Layer {
+        Layer::Conv {
+            out,
+            kernel,
+            stride,
+            padding,
+            bias,
+        }
+    }
+}
+
 /// A complete model: its input, its layer tree and how to initialise it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {

@@ -551,13 +551,7 @@ mod tests {
     }
 
     fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias: true,
-        }
+        Layer::conv(out, kernel, stride, padding, true)
     }
 
     fn max_pool(kernel: usize, stride: usize, padding: usize) -> Layer {

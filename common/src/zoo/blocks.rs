@@ -7,13 +7,7 @@ use crate::arch::{Activation, DropoutImpl, Layer, PoolKind};
 
 /// A Paddle-style convolution with bias.
 pub(super) fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-        bias: true,
-    }
+    Layer::conv(out, kernel, stride, padding, true)
 }
 
 /// Paddle's `Conv2D(…, act=act)`: conv → act.

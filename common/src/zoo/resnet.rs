@@ -12,13 +12,7 @@ const WIDTHS: [usize; 4] = [64, 128, 256, 512];
 
 /// A bias-free convolution (every ResNet conv is followed by BN).
 fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-        bias: false,
-    }
+    Layer::conv(out, kernel, stride, padding, false)
 }
 
 /// A basic block from `input` to `out` channels: conv3×3/s → BN → relu → conv3×3 → BN, plus
