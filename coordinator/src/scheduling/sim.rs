@@ -127,6 +127,14 @@ impl Percentiles {
             max_us: *samples.last().expect("not empty"),
         }
     }
+
+    /// `p50 µs / p99 µs (count calls)`, a row of the table.
+    fn median_p99_calls(&self) -> String {
+        format!(
+            "{:.0} µs / {:.0} µs ({} calls)",
+            self.p50_us, self.p99_us, self.count
+        )
+    }
 }
 
 /// Longest wait and most overtaking of the runs of one size.
@@ -739,19 +747,10 @@ pub fn table(r: &SimReport, goals: bool) -> String {
             r.slow_placements.count, r.slow_placements.preempted, r.slow_placements.blocked
         ),
     );
-    row(
-        "any acquire p50 / p99",
-        format!(
-            "{:.0} µs / {:.0} µs ({} calls)",
-            r.acquire_any.p50_us, r.acquire_any.p99_us, r.acquire_any.count
-        ),
-    );
+    row("any acquire p50 / p99", r.acquire_any.median_p99_calls());
     row(
         "heartbeat (progress) p50 / p99",
-        format!(
-            "{:.0} µs / {:.0} µs ({} calls)",
-            r.heartbeat.p50_us, r.heartbeat.p99_us, r.heartbeat.count
-        ),
+        r.heartbeat.median_p99_calls(),
     );
     row(
         "GPU utilization while runs are queued",

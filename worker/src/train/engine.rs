@@ -280,27 +280,31 @@ pub fn train(
                 let collective = collective.clone();
                 scope.spawn(move || {
                     tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
-                    run_replica(
-                        replica,
-                        opts,
-                        data,
-                        &*collective,
-                        &mut Silent,
-                        start_epoch,
-                        &mut Vec::new(),
-                    )
+                    guarded(replica.rank, &*collective, || {
+                        run_epochs(
+                            replica,
+                            opts,
+                            data,
+                            &*collective,
+                            &mut Silent,
+                            start_epoch,
+                            &mut Vec::new(),
+                        )
+                    })
                 })
             })
             .collect();
-        let r0 = run_replica(
-            &mut rank0,
-            opts,
-            data,
-            &*collective,
-            observer,
-            start_epoch,
-            &mut history,
-        );
+        let r0 = guarded(rank0.rank, &*collective, || {
+            run_epochs(
+                &mut rank0,
+                opts,
+                data,
+                &*collective,
+                observer,
+                start_epoch,
+                &mut history,
+            )
+        });
         // The first failure is the cause; the peers' errors are the abort it sent them.
         let mut first_error = None;
         let mut first_panic = None;
@@ -369,30 +373,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Runs one replica's epochs. A failure, a panic included, aborts the group at once, so
-/// the peers waiting at a collective fail within a poll instead of the collective timeout.
-fn run_replica(
-    replica: &mut Replica,
-    opts: &TrainOptions,
-    data: &DataSource,
+/// Runs replica `rank`'s epochs (`work`). A failure, a panic included, aborts the group at
+/// once, so the peers waiting at a collective fail within a poll instead of the collective
+/// timeout.
+fn guarded(
+    rank: usize,
     collective: &dyn Collective,
-    observer: &mut dyn Observer,
-    start_epoch: u32,
-    history: &mut Vec<EpochRecord>,
+    work: impl FnOnce() -> Result<EpochsEnd, TrainError>,
 ) -> Result<EpochsEnd, TrainError> {
-    let rank = replica.rank;
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        run_epochs(
-            replica,
-            opts,
-            data,
-            collective,
-            observer,
-            start_epoch,
-            history,
-        )
-    }))
-    .unwrap_or_else(|payload| {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
         Err(TrainError::Panicked {
             rank,
             message: panic_message(payload.as_ref()),
