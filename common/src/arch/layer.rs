@@ -51,24 +51,29 @@ pub enum PoolKind {
     Avg,
 }
 
+/// A 2-D convolution with a square kernel, from the incoming channels to `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Convolution {
+    /// Output channels.
+    pub out: usize,
+    /// Kernel size (square).
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Whether the convolution has a bias (Paddle's Conv2D always does; ResNet's not).
+    pub bias: bool,
+}
+
 /// One node of a model's layer tree. Layers infer their input size from the shape that
 /// reaches them, so a description never repeats a channel or flatten size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
-    /// 2-D convolution, square kernel, from the incoming channels to `out`.
-    Conv {
-        /// Output channels.
-        out: usize,
-        /// Kernel size (square).
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-        /// Zero padding on each side.
-        padding: usize,
-        /// Whether the convolution has a bias (Paddle's Conv2D always does; ResNet's not).
-        bias: bool,
-    },
+    /// 2-D convolution, square kernel (serialised as the struct variant it replaced:
+    /// `{"conv": {"out": …, …}}`).
+    Conv(Convolution),
     /// Batch normalisation over the channel (or feature) dimension; eps 1e-5,
     /// running statistics momentum 0.1 (Paddle's 0.9 on the old value).
     BatchNorm,
@@ -116,13 +121,13 @@ impl Layer {
     /// A convolution to `out` channels with a square `kernel`, `stride` and `padding` on
     /// each side.
     pub fn conv(out: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Layer {
-        Layer::Conv {
+        Layer::Conv(Convolution {
             out,
             kernel,
             stride,
             padding,
             bias,
-        }
+        })
     }
 }
 
@@ -141,4 +146,17 @@ pub struct Architecture {
     pub layers: Vec<Layer>,
     /// Initialisation scheme.
     pub init: InitScheme,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_convolution_serialises_as_the_struct_variant_it_was() {
+        let json = r#"{"conv":{"out":6,"kernel":5,"stride":1,"padding":2,"bias":true}}"#;
+        let conv = Layer::conv(6, 5, 1, 2, true);
+        assert_eq!(serde_json::to_string(&conv).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Layer>(json).unwrap(), conv);
+    }
 }

@@ -7,5 +7,5 @@
 mod layer;
 mod shape;
 
-pub use layer::{Activation, Architecture, DropoutImpl, InitScheme, Layer, PoolKind};
+pub use layer::{Activation, Architecture, Convolution, DropoutImpl, InitScheme, Layer, PoolKind};
 pub use shape::{analyse, Analysis, ArchError, Shape};

@@ -268,31 +268,22 @@ impl Walker {
             self.layers += 1;
         }
         match *layer {
-            Layer::Conv {
-                out,
-                kernel,
-                stride,
-                padding,
-                bias,
-            } => {
-                if out == 0 || kernel == 0 || stride == 0 {
+            Layer::Conv(c) => {
+                if c.out == 0 || c.kernel == 0 || c.stride == 0 {
                     return Err(invalid(
                         "output channels, kernel and stride must be ≥ 1".into(),
                     ));
                 }
                 let (channels, height, width) = spatial(layer, input, path)?;
-                let (oh, ow) = window(layer, path, (height, width), kernel, stride, padding)?;
-                let weights = mul(&[out, channels, kernel, kernel]);
-                self.params = self.params.saturating_add(weights).saturating_add(if bias {
-                    out as u64
-                } else {
-                    0
-                });
+                let (oh, ow) = window(layer, path, (height, width), c.kernel, c.stride, c.padding)?;
+                let weights = mul(&[c.out, channels, c.kernel, c.kernel]);
+                let bias = if c.bias { c.out as u64 } else { 0 };
+                self.params = self.params.saturating_add(weights).saturating_add(bias);
                 self.flops = self
                     .flops
                     .saturating_add(mul(&[2, oh, ow]).saturating_mul(weights));
                 Ok(Shape::Spatial {
-                    channels: out,
+                    channels: c.out,
                     height: oh,
                     width: ow,
                 })
@@ -501,13 +492,13 @@ fn mul(factors: &[usize]) -> u64 {
 /// One layer in words, for error messages (`conv 5×5/1 p2 → 64`).
 fn describe(layer: &Layer) -> String {
     match *layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            ..
-        } => format!("conv {kernel}×{kernel}/{stride} p{padding} → {out}"),
+        Layer::Conv(c) => format!(
+            "conv {k}×{k}/{s} p{p} → {o}",
+            k = c.kernel,
+            s = c.stride,
+            p = c.padding,
+            o = c.out
+        ),
         Layer::BatchNorm => "batch norm".into(),
         Layer::Act(Activation::Sigmoid) => "sigmoid".into(),
         Layer::Act(Activation::Tanh) => "tanh".into(),

@@ -26,21 +26,15 @@ fn sig(layers: &[Layer]) -> String {
 
 fn sig_one(layer: &Layer) -> String {
     match layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias,
-        } => {
-            let mut s = format!("c{out}k{kernel}");
-            if *stride != 1 {
-                s += &format!("s{stride}");
+        Layer::Conv(c) => {
+            let mut s = format!("c{}k{}", c.out, c.kernel);
+            if c.stride != 1 {
+                s += &format!("s{}", c.stride);
             }
-            if *padding != 0 {
-                s += &format!("p{padding}");
+            if c.padding != 0 {
+                s += &format!("p{}", c.padding);
             }
-            if !bias {
+            if !c.bias {
                 s += "nb";
             }
             s
