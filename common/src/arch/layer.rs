@@ -66,6 +66,19 @@ pub struct Convolution {
     pub bias: bool,
 }
 
+/// 2-D pooling with a square window (floor rounding, as Paddle's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pooling {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Window size.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on each side.
+    pub padding: usize,
+}
+
 /// One node of a model's layer tree. Layers infer their input size from the shape that
 /// reaches them, so a description never repeats a channel or flatten size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,17 +92,8 @@ pub enum Layer {
     BatchNorm,
     /// Element-wise activation.
     Act(Activation),
-    /// 2-D pooling with a square window (floor rounding, as Paddle's default).
-    Pool {
-        /// Max or average.
-        kind: PoolKind,
-        /// Window size.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-        /// Padding on each side.
-        padding: usize,
-    },
+    /// 2-D pooling with a square window (serialised as the struct variant it replaced).
+    Pool(Pooling),
     /// Global average pooling: `[N, C, H, W]` → `[N, C, 1, 1]`.
     GlobalAvgPool,
     /// `[N, C, H, W]` → `[N, C·H·W]`.
@@ -129,6 +133,16 @@ impl Layer {
             bias,
         })
     }
+
+    /// `kind` pooling over a square `kernel` window, `stride`, `padding` on each side.
+    pub fn pool(kind: PoolKind, kernel: usize, stride: usize, padding: usize) -> Layer {
+        Layer::Pool(Pooling {
+            kind,
+            kernel,
+            stride,
+            padding,
+        })
+    }
 }
 
 /// A complete model: its input, its layer tree and how to initialise it.
@@ -153,10 +167,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_convolution_serialises_as_the_struct_variant_it_was() {
-        let json = r#"{"conv":{"out":6,"kernel":5,"stride":1,"padding":2,"bias":true}}"#;
-        let conv = Layer::conv(6, 5, 1, 2, true);
-        assert_eq!(serde_json::to_string(&conv).unwrap(), json);
-        assert_eq!(serde_json::from_str::<Layer>(json).unwrap(), conv);
+    fn convolution_and_pooling_serialise_as_the_struct_variants_they_were() {
+        for (layer, json) in [
+            (
+                Layer::conv(6, 5, 1, 2, true),
+                r#"{"conv":{"out":6,"kernel":5,"stride":1,"padding":2,"bias":true}}"#,
+            ),
+            (
+                Layer::pool(PoolKind::Avg, 3, 2, 1),
+                r#"{"pool":{"kind":"avg","kernel":3,"stride":2,"padding":1}}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&layer).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Layer>(json).unwrap(), layer);
+        }
     }
 }

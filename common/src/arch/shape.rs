@@ -300,24 +300,21 @@ impl Walker {
                 }
                 Ok(input)
             }
-            Layer::Pool {
-                kernel,
-                stride,
-                padding,
-                ..
-            } => {
-                if kernel == 0 || stride == 0 {
+            Layer::Pool(p) => {
+                if p.kernel == 0 || p.stride == 0 {
                     return Err(invalid("kernel and stride must be ≥ 1".into()));
                 }
                 // PyTorch's pooling kernels refuse more padding than half the window.
-                if 2 * padding > kernel {
+                if 2 * p.padding > p.kernel {
                     return Err(invalid(format!(
-                        "padding {padding} is more than half the {kernel}×{kernel} window"
+                        "padding {} is more than half the {k}×{k} window",
+                        p.padding,
+                        k = p.kernel
                     )));
                 }
                 let (channels, height, width) = spatial(layer, input, path)?;
                 let (height, width) =
-                    window(layer, path, (height, width), kernel, stride, padding)?;
+                    window(layer, path, (height, width), p.kernel, p.stride, p.padding)?;
                 Ok(Shape::Spatial {
                     channels,
                     height,
@@ -504,17 +501,17 @@ fn describe(layer: &Layer) -> String {
         Layer::Act(Activation::Tanh) => "tanh".into(),
         Layer::Act(Activation::Relu) => "relu".into(),
         Layer::Act(Activation::LeakyRelu { slope }) => format!("leaky relu {slope}"),
-        Layer::Pool {
-            kind,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let kind = match kind {
+        Layer::Pool(p) => {
+            let kind = match p.kind {
                 PoolKind::Max => "max",
                 PoolKind::Avg => "avg",
             };
-            format!("{kind} pool {kernel}×{kernel}/{stride} p{padding}")
+            format!(
+                "{kind} pool {k}×{k}/{s} p{pad}",
+                k = p.kernel,
+                s = p.stride,
+                pad = p.padding
+            )
         }
         Layer::GlobalAvgPool => "global avg pool".into(),
         Layer::Flatten => "flatten".into(),
@@ -546,12 +543,7 @@ mod tests {
     }
 
     fn max_pool(kernel: usize, stride: usize, padding: usize) -> Layer {
-        Layer::Pool {
-            kind: PoolKind::Max,
-            kernel,
-            stride,
-            padding,
-        }
+        Layer::pool(PoolKind::Max, kernel, stride, padding)
     }
 
     #[test]

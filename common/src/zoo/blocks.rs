@@ -23,12 +23,7 @@ pub(super) fn conv_act(
 
 /// Max pooling (floor rounding).
 pub(super) fn max_pool(kernel: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Pool {
-        kind: PoolKind::Max,
-        kernel,
-        stride,
-        padding,
-    }
+    Layer::pool(PoolKind::Max, kernel, stride, padding)
 }
 
 /// Dropout with probability `p`.

@@ -46,12 +46,7 @@ pub(super) fn resnet(blocks: [usize; 4], classes: usize) -> Vec<Layer> {
         Layer::BatchNorm,
         Layer::Act(Activation::Relu),
         // [64, 56, 56] at 224.
-        Layer::Pool {
-            kind: PoolKind::Max,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        },
+        Layer::pool(PoolKind::Max, 3, 2, 1),
     ];
     let mut channels = 64;
     for (stage, (&width, &count)) in WIDTHS.iter().zip(&blocks).enumerate() {

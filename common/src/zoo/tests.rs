@@ -44,19 +44,14 @@ fn sig_one(layer: &Layer) -> String {
         Layer::Act(Activation::Tanh) => "tanh".into(),
         Layer::Act(Activation::Relu) => "relu".into(),
         Layer::Act(Activation::LeakyRelu { slope }) => format!("lrelu{slope}"),
-        Layer::Pool {
-            kind,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let kind = if *kind == PoolKind::Max { "mp" } else { "ap" };
-            let pad = if *padding == 0 {
+        Layer::Pool(p) => {
+            let kind = if p.kind == PoolKind::Max { "mp" } else { "ap" };
+            let pad = if p.padding == 0 {
                 String::new()
             } else {
-                format!("p{padding}")
+                format!("p{}", p.padding)
             };
-            format!("{kind}{kernel}/{stride}{pad}")
+            format!("{kind}{}/{}{pad}", p.kernel, p.stride)
         }
         Layer::GlobalAvgPool => "gap".into(),
         Layer::Flatten => "flat".into(),

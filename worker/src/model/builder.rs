@@ -58,16 +58,11 @@ fn node(vs: &nn::Path, layer: &Layer, input: Shape, init: InitScheme) -> Result<
             })
         }
         Layer::Act(act) => Node::Act(act),
-        Layer::Pool {
-            kind,
-            kernel,
-            stride,
-            padding,
-        } => Node::Pool {
-            kind,
-            kernel: kernel as i64,
-            stride: stride as i64,
-            padding: padding as i64,
+        Layer::Pool(p) => Node::Pool {
+            kind: p.kind,
+            kernel: p.kernel as i64,
+            stride: p.stride as i64,
+            padding: p.padding as i64,
         },
         Layer::GlobalAvgPool => Node::GlobalAvgPool,
         Layer::Flatten => Node::Flatten,
