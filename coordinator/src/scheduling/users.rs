@@ -93,45 +93,31 @@ pub fn parse_user_weight(text: &str) -> Result<(String, u32), UserWeightError> {
 mod tests {
     use super::*;
 
+    /// The message `check_user_name` refuses `name` with.
+    fn name_refused(name: &str) -> String {
+        check_user_name(name).unwrap_err().to_string()
+    }
+
+    /// The message `parse_user_weight` refuses `text` with.
+    fn weight_refused(text: &str) -> String {
+        parse_user_weight(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn user_names_are_short_plain_ascii() {
         assert_eq!(check_user_name("alice.b-c_d@lab"), Ok(()));
-        assert!(check_user_name("")
-            .unwrap_err()
-            .to_string()
-            .contains("empty"));
-        assert!(check_user_name(&"a".repeat(65))
-            .unwrap_err()
-            .to_string()
-            .contains("65 bytes long; the limit is 64"));
-        assert!(check_user_name("bob\n")
-            .unwrap_err()
-            .to_string()
-            .contains("`\\n`"));
-        assert!(check_user_name("b ob")
-            .unwrap_err()
-            .to_string()
-            .contains("` `"));
+        assert!(name_refused("").contains("empty"));
+        assert!(name_refused(&"a".repeat(65)).contains("65 bytes long; the limit is 64"));
+        assert!(name_refused("bob\n").contains("`\\n`"));
+        assert!(name_refused("b ob").contains("` `"));
     }
 
     #[test]
     fn user_weights_parse_with_bounds() {
         assert_eq!(parse_user_weight("alice=3"), Ok(("alice".into(), 3)));
-        assert!(parse_user_weight("alice")
-            .unwrap_err()
-            .to_string()
-            .contains("expected NAME=WEIGHT"));
-        assert!(parse_user_weight("alice=0")
-            .unwrap_err()
-            .to_string()
-            .contains("from 1 to 100"));
-        assert!(parse_user_weight("alice=101")
-            .unwrap_err()
-            .to_string()
-            .contains("from 1 to 100"));
-        assert!(parse_user_weight("=2")
-            .unwrap_err()
-            .to_string()
-            .contains("empty"));
+        assert!(weight_refused("alice").contains("expected NAME=WEIGHT"));
+        assert!(weight_refused("alice=0").contains("from 1 to 100"));
+        assert!(weight_refused("alice=101").contains("from 1 to 100"));
+        assert!(weight_refused("=2").contains("empty"));
     }
 }
