@@ -382,12 +382,7 @@ fn batch_norm_follows_paddle_momentum_and_the_input_rank() {
         classes: 4,
         layers: vec![
             Layer::BatchNorm,
-            Layer::Pool {
-                kind: PoolKind::Avg,
-                kernel: 1,
-                stride: 1,
-                padding: 0,
-            },
+            Layer::pool(PoolKind::Avg, 1, 1, 0),
             Layer::Flatten,
             Layer::BatchNorm,
         ],

@@ -268,31 +268,22 @@ impl Walker {
             self.layers += 1;
         }
         match *layer {
-            Layer::Conv {
-                out,
-                kernel,
-                stride,
-                padding,
-                bias,
-            } => {
-                if out == 0 || kernel == 0 || stride == 0 {
+            Layer::Conv(c) => {
+                if c.out == 0 || c.kernel == 0 || c.stride == 0 {
                     return Err(invalid(
                         "output channels, kernel and stride must be ≥ 1".into(),
                     ));
                 }
                 let (channels, height, width) = spatial(layer, input, path)?;
-                let (oh, ow) = window(layer, path, (height, width), kernel, stride, padding)?;
-                let weights = mul(&[out, channels, kernel, kernel]);
-                self.params = self.params.saturating_add(weights).saturating_add(if bias {
-                    out as u64
-                } else {
-                    0
-                });
+                let (oh, ow) = window(layer, path, (height, width), c.kernel, c.stride, c.padding)?;
+                let weights = mul(&[c.out, channels, c.kernel, c.kernel]);
+                let bias = if c.bias { c.out as u64 } else { 0 };
+                self.params = self.params.saturating_add(weights).saturating_add(bias);
                 self.flops = self
                     .flops
                     .saturating_add(mul(&[2, oh, ow]).saturating_mul(weights));
                 Ok(Shape::Spatial {
-                    channels: out,
+                    channels: c.out,
                     height: oh,
                     width: ow,
                 })
@@ -309,24 +300,21 @@ impl Walker {
                 }
                 Ok(input)
             }
-            Layer::Pool {
-                kernel,
-                stride,
-                padding,
-                ..
-            } => {
-                if kernel == 0 || stride == 0 {
+            Layer::Pool(p) => {
+                if p.kernel == 0 || p.stride == 0 {
                     return Err(invalid("kernel and stride must be ≥ 1".into()));
                 }
                 // PyTorch's pooling kernels refuse more padding than half the window.
-                if 2 * padding > kernel {
+                if 2 * p.padding > p.kernel {
                     return Err(invalid(format!(
-                        "padding {padding} is more than half the {kernel}×{kernel} window"
+                        "padding {} is more than half the {k}×{k} window",
+                        p.padding,
+                        k = p.kernel
                     )));
                 }
                 let (channels, height, width) = spatial(layer, input, path)?;
                 let (height, width) =
-                    window(layer, path, (height, width), kernel, stride, padding)?;
+                    window(layer, path, (height, width), p.kernel, p.stride, p.padding)?;
                 Ok(Shape::Spatial {
                     channels,
                     height,
@@ -501,29 +489,29 @@ fn mul(factors: &[usize]) -> u64 {
 /// One layer in words, for error messages (`conv 5×5/1 p2 → 64`).
 fn describe(layer: &Layer) -> String {
     match *layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            ..
-        } => format!("conv {kernel}×{kernel}/{stride} p{padding} → {out}"),
+        Layer::Conv(c) => format!(
+            "conv {k}×{k}/{s} p{p} → {o}",
+            k = c.kernel,
+            s = c.stride,
+            p = c.padding,
+            o = c.out
+        ),
         Layer::BatchNorm => "batch norm".into(),
         Layer::Act(Activation::Sigmoid) => "sigmoid".into(),
         Layer::Act(Activation::Tanh) => "tanh".into(),
         Layer::Act(Activation::Relu) => "relu".into(),
         Layer::Act(Activation::LeakyRelu { slope }) => format!("leaky relu {slope}"),
-        Layer::Pool {
-            kind,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let kind = match kind {
+        Layer::Pool(p) => {
+            let kind = match p.kind {
                 PoolKind::Max => "max",
                 PoolKind::Avg => "avg",
             };
-            format!("{kind} pool {kernel}×{kernel}/{stride} p{padding}")
+            format!(
+                "{kind} pool {k}×{k}/{s} p{pad}",
+                k = p.kernel,
+                s = p.stride,
+                pad = p.padding
+            )
         }
         Layer::GlobalAvgPool => "global avg pool".into(),
         Layer::Flatten => "flatten".into(),
@@ -551,22 +539,11 @@ mod tests {
     }
 
     fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias: true,
-        }
+        Layer::conv(out, kernel, stride, padding, true)
     }
 
     fn max_pool(kernel: usize, stride: usize, padding: usize) -> Layer {
-        Layer::Pool {
-            kind: PoolKind::Max,
-            kernel,
-            stride,
-            padding,
-        }
+        Layer::pool(PoolKind::Max, kernel, stride, padding)
     }
 
     #[test]

@@ -3,6 +3,57 @@
 
 use std::fmt;
 
+/// A device name or device list that does not parse, or that names a CUDA device the
+/// machine lacks. Each message starts with the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// Not `cpu` nor `cuda:N`.
+    #[error("`{0}` is not a device name (expected `cpu` or `cuda:N`)")]
+    NotADevice(String),
+    /// `cpu:N` whose N is not an integer.
+    #[error("`{0}`: expected cpu:N with N a positive integer")]
+    CpuCount(String),
+    /// `cpu:0`.
+    #[error("`{0}`: at least one CPU replica")]
+    NoCpuReplica(String),
+    /// `cuda:` followed by something other than integer ordinals.
+    #[error("`{0}`: expected cuda:I[,J…] with integer ordinals")]
+    CudaOrdinals(String),
+    /// One CUDA ordinal listed twice.
+    #[error("`{list}`: cuda:{ordinal} is listed twice (one replica per device)")]
+    Repeated {
+        /// The list as given.
+        list: String,
+        /// The ordinal listed twice.
+        ordinal: usize,
+    },
+    /// Neither `cpu`, `cpu:N` nor `cuda:…`.
+    #[error("`{0}`: expected `cpu`, `cpu:N` or `cuda:I[,J…]`")]
+    NotAList(String),
+    /// A CUDA device requested on a machine without one.
+    #[error("`{list}`: cuda:{ordinal} requested but this machine has no CUDA device")]
+    NoCuda {
+        /// The list.
+        list: DeviceList,
+        /// The first ordinal requested.
+        ordinal: usize,
+    },
+    /// A CUDA ordinal past the machine's last device.
+    #[error(
+        "`{list}`: cuda:{ordinal} requested but this machine has {available} CUDA device(s) \
+         (cuda:0 to cuda:{last})",
+        last = .available - 1
+    )]
+    Unavailable {
+        /// The list.
+        list: DeviceList,
+        /// The first ordinal past the last device.
+        ordinal: usize,
+        /// The machine's CUDA devices (at least one).
+        available: usize,
+    },
+}
+
 /// One device as workers offer it and the coordinator assigns it: `cpu` or `cuda:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Device {
@@ -14,15 +65,13 @@ pub enum Device {
 
 impl Device {
     /// Parses `cpu` or `cuda:N`.
-    pub fn parse(name: &str) -> Result<Device, String> {
+    pub fn parse(name: &str) -> Result<Device, DeviceError> {
         if name == "cpu" {
             return Ok(Device::Cpu);
         }
         match name.strip_prefix("cuda:").map(parse_ordinal) {
             Some(Ok(ordinal)) => Ok(Device::Cuda(ordinal)),
-            _ => Err(format!(
-                "`{name}` is not a device name (expected `cpu` or `cuda:N`)"
-            )),
+            _ => Err(DeviceError::NotADevice(name.to_string())),
         }
     }
 
@@ -66,7 +115,7 @@ pub enum DeviceList {
 
 impl DeviceList {
     /// Parses `cpu`, `cpu:2`, `cuda:0`, `cuda:0,1`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DeviceError> {
         let text = text.trim();
         if text == "cpu" {
             return Ok(DeviceList::Cpu(1));
@@ -74,29 +123,27 @@ impl DeviceList {
         if let Some(n) = text.strip_prefix("cpu:") {
             let n: usize = n
                 .parse()
-                .map_err(|_| format!("`{text}`: expected cpu:N with N a positive integer"))?;
+                .map_err(|_| DeviceError::CpuCount(text.to_string()))?;
             if n == 0 {
-                return Err(format!("`{text}`: at least one CPU replica"));
+                return Err(DeviceError::NoCpuReplica(text.to_string()));
             }
             return Ok(DeviceList::Cpu(n));
         }
         if let Some(list) = text.strip_prefix("cuda:") {
             let ordinals: Result<Vec<usize>, _> =
                 list.split(',').map(|s| parse_ordinal(s.trim())).collect();
-            let ordinals = ordinals
-                .map_err(|_| format!("`{text}`: expected cuda:I[,J…] with integer ordinals"))?;
-            for (i, o) in ordinals.iter().enumerate() {
-                if ordinals[..i].contains(o) {
-                    return Err(format!(
-                        "`{text}`: cuda:{o} is listed twice (one replica per device)"
-                    ));
+            let ordinals = ordinals.map_err(|_| DeviceError::CudaOrdinals(text.to_string()))?;
+            for (i, &ordinal) in ordinals.iter().enumerate() {
+                if ordinals[..i].contains(&ordinal) {
+                    return Err(DeviceError::Repeated {
+                        list: text.to_string(),
+                        ordinal,
+                    });
                 }
             }
             return Ok(DeviceList::Cuda(ordinals));
         }
-        Err(format!(
-            "`{text}`: expected `cpu`, `cpu:N` or `cuda:I[,J…]`"
-        ))
+        Err(DeviceError::NotAList(text.to_string()))
     }
 
     /// Number of data-parallel replicas.
@@ -109,20 +156,21 @@ impl DeviceList {
 
     /// Checks that every CUDA ordinal exists on a machine with `cuda_devices` CUDA devices
     /// (what libtorch counts), so a wrong list is refused before a run starts.
-    pub fn check_available(&self, cuda_devices: usize) -> Result<(), String> {
+    pub fn check_available(&self, cuda_devices: usize) -> Result<(), DeviceError> {
         let DeviceList::Cuda(ordinals) = self else {
             return Ok(());
         };
         match ordinals.iter().find(|&&o| o >= cuda_devices) {
             None => Ok(()),
-            Some(o) if cuda_devices == 0 => Err(format!(
-                "`{self}`: cuda:{o} requested but this machine has no CUDA device"
-            )),
-            Some(o) => Err(format!(
-                "`{self}`: cuda:{o} requested but this machine has {cuda_devices} CUDA device(s) \
-                 (cuda:0 to cuda:{})",
-                cuda_devices - 1
-            )),
+            Some(&ordinal) if cuda_devices == 0 => Err(DeviceError::NoCuda {
+                list: self.clone(),
+                ordinal,
+            }),
+            Some(&ordinal) => Err(DeviceError::Unavailable {
+                list: self.clone(),
+                ordinal,
+                available: cuda_devices,
+            }),
         }
     }
 
@@ -151,7 +199,7 @@ impl std::fmt::Display for DeviceList {
 impl DeviceList {
     /// The list of the devices a run was assigned (`cpu`, or `cuda:N` names), as one list:
     /// `None` when none is a GPU (the run trains on the worker's CPU replicas).
-    pub fn from_assigned(names: &[String]) -> Result<Option<DeviceList>, String> {
+    pub fn from_assigned(names: &[String]) -> Result<Option<DeviceList>, DeviceError> {
         let devices: Vec<Device> = names
             .iter()
             .map(|n| Device::parse(n))
@@ -181,7 +229,10 @@ mod tests {
         assert_eq!(Device::Cuda(3).to_string(), "cuda:3");
         for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "cuda: 1", "cpu:2"] {
             let err = Device::parse(bad).unwrap_err();
-            assert!(err.contains("not a device name"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("not a device name"),
+                "{bad}: {err}"
+            );
         }
         assert_eq!(Device::ordinal_of("cuda:1"), Some(1));
         assert_eq!(Device::ordinal_of("cpu"), None);

@@ -10,9 +10,9 @@ mod preset_factors;
 pub mod run;
 
 pub use dataset::{Augment, BadSamplePolicy, DatasetFormat, DatasetSpec, Fit, SplitSpec};
-pub use device::{Device, DeviceList};
+pub use device::{Device, DeviceError, DeviceList};
 pub use model::{ActivationName, HeadKind, KernelKind, ModelFactors};
 pub use run::{
-    parse_duration, DurationError, LrSchedule, OptimizerKind, RunSpec, SpecError,
+    parse_duration, DurationError, LrSchedule, OptimizerKind, RunSpec, SpecError, SpecFileError,
     DEFAULT_STALL_TIMEOUT,
 };

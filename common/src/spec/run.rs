@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::dataset::DatasetSpec;
-use super::device::DeviceList;
+use super::device::{DeviceError, DeviceList};
 use super::model::ModelFactors;
 
 /// Errors of a spec that parsed but does not make sense.
@@ -32,6 +32,30 @@ pub enum SpecError {
     /// TOML syntax or type error, with its position.
     #[error("{0}")]
     Toml(String),
+}
+
+/// A standalone run spec file that does not parse or check, with where in the file:
+/// `file:line:column` where the key is found, else the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecFileError {
+    /// TOML syntax, or a value of the wrong type.
+    #[error("{location}: {}", .source.message())]
+    Toml {
+        /// `file:line:column`, or the file's name.
+        location: String,
+        /// The TOML parser's error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A spec that parsed but does not make sense.
+    #[error("{location}: {source}")]
+    Check {
+        /// `file:line:column`, or the file's name.
+        location: String,
+        /// What is wrong.
+        #[source]
+        source: SpecError,
+    },
 }
 
 /// The optimizer and its hyper-parameters.
@@ -272,24 +296,24 @@ impl RunSpec {
 
     /// Parses a standalone run spec (TOML); unknown keys and bad values are errors with the
     /// file's line and column.
-    pub fn from_toml(text: &str, file_name: &str) -> Result<RunSpec, String> {
-        let spec: RunSpec = toml::from_str(text).map_err(|e| {
-            let pos = e
-                .span()
-                .map(|s| super::grid::line_col(text, s.start))
-                .map(|(l, c)| format!("{file_name}:{l}:{c}: "))
-                .unwrap_or_else(|| format!("{file_name}: "));
-            format!("{pos}{}", e.message())
+    pub fn from_toml(text: &str, file_name: &str) -> Result<RunSpec, SpecFileError> {
+        let location = |at: Option<(usize, usize)>| match at {
+            Some((l, c)) => format!("{file_name}:{l}:{c}"),
+            None => file_name.to_string(),
+        };
+        let spec: RunSpec = toml::from_str(text).map_err(|source| SpecFileError::Toml {
+            location: location(source.span().map(|s| super::grid::line_col(text, s.start))),
+            source,
         })?;
-        spec.check().map_err(|e| {
-            let key = match &e {
+        spec.check().map_err(|source| {
+            let key = match &source {
                 SpecError::UnknownKey { path } => path.clone(),
                 SpecError::Invalid { field, .. } => field.clone(),
                 SpecError::Toml(_) => String::new(),
             };
-            match super::grid::locate_key(text, &key) {
-                Some((l, c)) => format!("{file_name}:{l}:{c}: {e}"),
-                None => format!("{file_name}: {e}"),
+            SpecFileError::Check {
+                location: location(super::grid::locate_key(text, &key)),
+                source,
             }
         })?;
         Ok(spec)
@@ -432,7 +456,7 @@ impl RunSpec {
             }
         }
         if let Some(devices) = &self.devices {
-            DeviceList::parse(devices).map_err(|m| invalid("devices", m))?;
+            DeviceList::parse(devices).map_err(|e| invalid("devices", e.to_string()))?;
         }
         if let Some(dataset) = &self.dataset {
             dataset.check().map_err(|e| match e {
@@ -458,7 +482,7 @@ impl RunSpec {
     }
 
     /// The devices of a standalone run (`devices`, else `cpu`).
-    pub fn device_list(&self) -> Result<DeviceList, String> {
+    pub fn device_list(&self) -> Result<DeviceList, DeviceError> {
         match &self.devices {
             Some(d) => DeviceList::parse(d),
             None => Ok(DeviceList::Cpu(1)),
@@ -507,7 +531,7 @@ impl RunSpec {
 mod tests {
     use super::*;
 
-    fn spec(extra: &str) -> Result<RunSpec, String> {
+    fn spec(extra: &str) -> Result<RunSpec, SpecFileError> {
         RunSpec::from_toml(&format!("model = \"lenet\"\n{extra}"), "run.toml")
     }
 
@@ -526,13 +550,13 @@ mod tests {
     #[test]
     fn unknown_key_is_located() {
         let err = spec("epochz = 3").unwrap_err();
-        assert_eq!(err, "run.toml:2:1: unknown key `epochz`");
+        assert_eq!(err.to_string(), "run.toml:2:1: unknown key `epochz`");
     }
 
     #[test]
     fn wrong_type_is_located() {
         let err = spec("epochs = \"three\"").unwrap_err();
-        assert!(err.starts_with("run.toml:2:"), "{err}");
+        assert!(err.to_string().starts_with("run.toml:2:"), "{err}");
     }
 
     #[test]
@@ -549,7 +573,7 @@ mod tests {
     fn piecewise_needs_one_more_value() {
         let err = spec("lr_schedule = { kind = \"piecewise\", boundaries = [2], values = [0.1] }")
             .unwrap_err();
-        assert!(err.contains("lr_schedule.values"), "{err}");
+        assert!(err.to_string().contains("lr_schedule.values"), "{err}");
     }
 
     #[test]
@@ -558,12 +582,14 @@ mod tests {
         let s = spec("stall_timeout = \"90s\"").unwrap();
         assert_eq!(s.stall_timeout(), Duration::from_secs(90));
         assert_eq!(s.training_hash(), spec("").unwrap().training_hash());
-        let err = spec("stall_timeout = \"ten minutes\"").unwrap_err();
+        let err = spec("stall_timeout = \"ten minutes\"")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("run.toml:2:1: field `stall_timeout`:"),
             "{err}"
         );
-        let err = spec("stall_timeout = \"200ms\"").unwrap_err();
+        let err = spec("stall_timeout = \"200ms\"").unwrap_err().to_string();
         assert!(err.contains("under a second"), "{err}");
     }
 
@@ -586,7 +612,10 @@ mod tests {
         assert!(DeviceList::parse("gpu").is_err());
         assert!(DeviceList::parse("cpu:0").is_err());
         let twice = DeviceList::parse("cuda:0,1,0").unwrap_err();
-        assert!(twice.contains("cuda:0 is listed twice"), "{twice}");
+        assert!(
+            twice.to_string().contains("cuda:0 is listed twice"),
+            "{twice}"
+        );
         assert!(DeviceList::parse("cuda:0,0").is_err());
         assert!(DeviceList::parse("cuda:").is_err());
         assert!(spec("devices = \"cuda:1,1\"").is_err());
@@ -596,12 +625,12 @@ mod tests {
     fn device_lists_are_checked_against_the_machine() {
         let list = DeviceList::parse("cuda:0,2").unwrap();
         assert!(list.check_available(3).is_ok());
-        let err = list.check_available(2).unwrap_err();
+        let err = list.check_available(2).unwrap_err().to_string();
         assert!(
             err.contains("cuda:2 requested") && err.contains("2 CUDA device(s)"),
             "{err}"
         );
-        let err = list.check_available(0).unwrap_err();
+        let err = list.check_available(0).unwrap_err().to_string();
         assert!(err.contains("no CUDA device"), "{err}");
         assert!(DeviceList::Cpu(4).check_available(0).is_ok());
     }

@@ -7,13 +7,7 @@ use crate::arch::{Activation, DropoutImpl, Layer, PoolKind};
 
 /// A Paddle-style convolution with bias.
 pub(super) fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-        bias: true,
-    }
+    Layer::conv(out, kernel, stride, padding, true)
 }
 
 /// Paddle's `Conv2D(…, act=act)`: conv → act.
@@ -29,12 +23,7 @@ pub(super) fn conv_act(
 
 /// Max pooling (floor rounding).
 pub(super) fn max_pool(kernel: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Pool {
-        kind: PoolKind::Max,
-        kernel,
-        stride,
-        padding,
-    }
+    Layer::pool(PoolKind::Max, kernel, stride, padding)
 }
 
 /// Dropout with probability `p`.

@@ -164,7 +164,7 @@ mod tests {
             let layers = vgg(depth, false, 16, DropoutImpl::Paddle);
             let n = layers
                 .iter()
-                .filter(|l| matches!(l, Layer::Conv { .. }))
+                .filter(|l| matches!(l, Layer::Conv(_)))
                 .count();
             assert_eq!(n, convs, "vgg{depth}");
             assert_eq!(n + 3, depth, "vgg{depth}: convs + 3 fc");

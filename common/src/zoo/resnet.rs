@@ -12,13 +12,7 @@ const WIDTHS: [usize; 4] = [64, 128, 256, 512];
 
 /// A bias-free convolution (every ResNet conv is followed by BN).
 fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-        bias: false,
-    }
+    Layer::conv(out, kernel, stride, padding, false)
 }
 
 /// A basic block from `input` to `out` channels: conv3×3/s → BN → relu → conv3×3 → BN, plus
@@ -52,12 +46,7 @@ pub(super) fn resnet(blocks: [usize; 4], classes: usize) -> Vec<Layer> {
         Layer::BatchNorm,
         Layer::Act(Activation::Relu),
         // [64, 56, 56] at 224.
-        Layer::Pool {
-            kind: PoolKind::Max,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        },
+        Layer::pool(PoolKind::Max, 3, 2, 1),
     ];
     let mut channels = 64;
     for (stage, (&width, &count)) in WIDTHS.iter().zip(&blocks).enumerate() {

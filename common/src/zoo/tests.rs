@@ -26,21 +26,15 @@ fn sig(layers: &[Layer]) -> String {
 
 fn sig_one(layer: &Layer) -> String {
     match layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias,
-        } => {
-            let mut s = format!("c{out}k{kernel}");
-            if *stride != 1 {
-                s += &format!("s{stride}");
+        Layer::Conv(c) => {
+            let mut s = format!("c{}k{}", c.out, c.kernel);
+            if c.stride != 1 {
+                s += &format!("s{}", c.stride);
             }
-            if *padding != 0 {
-                s += &format!("p{padding}");
+            if c.padding != 0 {
+                s += &format!("p{}", c.padding);
             }
-            if !bias {
+            if !c.bias {
                 s += "nb";
             }
             s
@@ -50,19 +44,14 @@ fn sig_one(layer: &Layer) -> String {
         Layer::Act(Activation::Tanh) => "tanh".into(),
         Layer::Act(Activation::Relu) => "relu".into(),
         Layer::Act(Activation::LeakyRelu { slope }) => format!("lrelu{slope}"),
-        Layer::Pool {
-            kind,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let kind = if *kind == PoolKind::Max { "mp" } else { "ap" };
-            let pad = if *padding == 0 {
+        Layer::Pool(p) => {
+            let kind = if p.kind == PoolKind::Max { "mp" } else { "ap" };
+            let pad = if p.padding == 0 {
                 String::new()
             } else {
-                format!("p{padding}")
+                format!("p{}", p.padding)
             };
-            format!("{kind}{kernel}/{stride}{pad}")
+            format!("{kind}{}/{}{pad}", p.kernel, p.stride)
         }
         Layer::GlobalAvgPool => "gap".into(),
         Layer::Flatten => "flat".into(),

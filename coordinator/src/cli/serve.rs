@@ -191,7 +191,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             client_certs: tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
             tokens: tokens.as_ref(),
             data_dir: &args.data_dir,
-        })?
+        })
+        .map_err(anyhow::Error::msg)?
         .map(crate::launcher::LauncherStart::new);
     if let Some(a) = dashboard_addr {
         eprintln!(

@@ -112,7 +112,7 @@ pub fn split_devices(devices: &str, workers: usize) -> Result<Vec<String>, Singl
         }
         return Ok(vec!["auto".into()]);
     }
-    match ablate_common::spec::DeviceList::parse(devices_trim).map_err(err)? {
+    match ablate_common::spec::DeviceList::parse(devices_trim).map_err(|e| err(e.to_string()))? {
         ablate_common::spec::DeviceList::Cpu(_) => Ok(vec![devices_trim.to_string(); workers]),
         ablate_common::spec::DeviceList::Cuda(ordinals) => {
             if ordinals.len() < workers {

@@ -56,7 +56,7 @@ pub(super) async fn submit(
 }
 
 fn parse_user(name: &str) -> Result<String, String> {
-    crate::scheduling::users::check_user_name(name)?;
+    crate::scheduling::users::check_user_name(name).map_err(|e| e.to_string())?;
     Ok(name.to_string())
 }
 

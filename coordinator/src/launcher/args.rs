@@ -12,6 +12,68 @@ use super::slurm::{SlurmConfig, SlurmEngine, WorkerCommand};
 use super::{Launcher, Limits};
 use crate::rpc::auth::RoleTokens;
 
+/// Why the launcher that `ablate serve`'s options ask for cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LauncherSetupError {
+    /// A file the launcher needs cannot be resolved or written.
+    #[error("{}: {source}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The launcher directory cannot be created.
+    #[error("--launcher-dir {}: {source}", .path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The worker token file cannot be written.
+    #[error("worker token file {}: {source}", .path.display())]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory's permissions cannot be set, or this binary's path is unknown.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// TLS without the CA the workers are to trust.
+    #[error(
+        "--launcher slurm with --tls-cert needs --worker-ca: the CA file the launched \
+         workers trust"
+    )]
+    NoWorkerCa,
+    /// Client certificates required, and none for the workers.
+    #[error(
+        "--launcher slurm with --tls-client-ca needs --worker-tls-cert and \
+         --worker-tls-key for the launched workers"
+    )]
+    NoWorkerCert,
+    /// No `--worker-bin`, and this binary's directory is unknown.
+    #[error("cannot tell where ablate-worker is: give --worker-bin")]
+    NoWorkerBinDir,
+    /// `--worker-bin` is not a file.
+    #[error(
+        "--worker-bin {}: no such file (give the path of ablate-worker as the nodes see it)",
+        .0.display()
+    )]
+    NoWorkerBin(PathBuf),
+    /// A value that would go into the job script is not printable.
+    #[error("{0}")]
+    NotPrintable(String),
+    /// `--worker-env NAME` without a value, and NAME is not set here.
+    #[error("--worker-env {0}: not set in this environment")]
+    EnvNotSet(String),
+}
+
 /// The engines a coordinator can launch workers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LauncherKind {
@@ -242,8 +304,11 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&aside, path)
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+fn absolute(path: &Path) -> Result<PathBuf, LauncherSetupError> {
+    std::path::absolute(path).map_err(|source| LauncherSetupError::File {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl LauncherArgs {
@@ -252,7 +317,7 @@ impl LauncherArgs {
     pub fn build(
         &self,
         served: &Served<'_>,
-    ) -> anyhow::Result<Option<Launcher<SlurmEngine<SystemRunner>>>> {
+    ) -> Result<Option<Launcher<SlurmEngine<SystemRunner>>>, LauncherSetupError> {
         let Some(LauncherKind::Slurm) = self.launcher else {
             return Ok(None);
         };
@@ -263,8 +328,10 @@ impl LauncherArgs {
                 .unwrap_or_else(|| served.data_dir.join("slurm")),
         )?;
         let log_dir = dir.join("logs");
-        std::fs::create_dir_all(&log_dir)
-            .map_err(|e| anyhow::anyhow!("--launcher-dir {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&log_dir).map_err(|source| LauncherSetupError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
@@ -272,44 +339,37 @@ impl LauncherArgs {
         let token_file = match served.tokens {
             Some(tokens) => {
                 let file = dir.join("worker.token");
-                write_private(&file, tokens.worker.expose())
-                    .map_err(|e| anyhow::anyhow!("worker token file {}: {e}", file.display()))?;
+                write_private(&file, tokens.worker.expose()).map_err(|source| {
+                    LauncherSetupError::TokenFile {
+                        path: file.clone(),
+                        source,
+                    }
+                })?;
                 Some(file)
             }
             None => None,
         };
         if served.tls && self.worker_ca.is_none() {
-            anyhow::bail!(
-                "--launcher slurm with --tls-cert needs --worker-ca: the CA file the launched \
-                 workers trust"
-            );
+            return Err(LauncherSetupError::NoWorkerCa);
         }
         if served.client_certs && self.worker_tls_cert.is_none() {
-            anyhow::bail!(
-                "--launcher slurm with --tls-client-ca needs --worker-tls-cert and \
-                 --worker-tls-key for the launched workers"
-            );
+            return Err(LauncherSetupError::NoWorkerCert);
         }
         let binary = match &self.worker_bin {
             Some(path) => absolute(path)?,
             None => std::env::current_exe()?
                 .parent()
                 .map(|d| d.join("ablate-worker"))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("cannot tell where ablate-worker is: give --worker-bin")
-                })?,
+                .ok_or(LauncherSetupError::NoWorkerBinDir)?,
         };
         if !binary.is_file() {
-            anyhow::bail!(
-                "--worker-bin {}: no such file (give the path of ablate-worker as the nodes see it)",
-                binary.display()
-            );
+            return Err(LauncherSetupError::NoWorkerBin(binary));
         }
         let url = match &self.worker_url {
             Some(url) => url.clone(),
             None => default_url(served),
         };
-        printable(&url, "--worker-url").map_err(anyhow::Error::msg)?;
+        printable(&url, "--worker-url").map_err(LauncherSetupError::NotPrintable)?;
         let mut env: Vec<(String, String)> = Vec::new();
         for name in ["LD_LIBRARY_PATH", "RUST_LOG"] {
             if let Ok(value) = std::env::var(name) {
@@ -319,11 +379,11 @@ impl LauncherArgs {
         for (name, value) in &self.worker_env {
             let value = match value {
                 Some(v) => v.clone(),
-                None => std::env::var(name).map_err(|_| {
-                    anyhow::anyhow!("--worker-env {name}: not set in this environment")
-                })?,
+                None => {
+                    std::env::var(name).map_err(|_| LauncherSetupError::EnvNotSet(name.clone()))?
+                }
             };
-            printable(&value, "--worker-env").map_err(anyhow::Error::msg)?;
+            printable(&value, "--worker-env").map_err(LauncherSetupError::NotPrintable)?;
             env.retain(|(n, _)| n != name);
             env.push((name.clone(), value));
         }
@@ -358,8 +418,10 @@ impl LauncherArgs {
         let engine = SlurmEngine::new(config, SystemRunner);
         // The script as it is submitted, for the operator to read (it holds no secret).
         let sample = dir.join("worker-job.sh");
-        std::fs::write(&sample, engine.script(0))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", sample.display()))?;
+        std::fs::write(&sample, engine.script(0)).map_err(|source| LauncherSetupError::File {
+            path: sample.clone(),
+            source,
+        })?;
         Ok(Some(Launcher::new(
             engine,
             Limits {

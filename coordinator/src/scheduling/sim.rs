@@ -20,7 +20,42 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::scheduling::scheduler::Millis;
-use crate::state::{AttemptRef, Coordinator, CoordinatorConfig, Progress, Registration};
+use crate::state::{
+    AttemptRef, CoordError, Coordinator, CoordinatorConfig, Progress, Registration,
+};
+
+/// Why a simulation could not run, or ran into what the real coordinator would not do.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The data directory cannot be created.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The coordinator state refused a call.
+    #[error(transparent)]
+    State(#[from] CoordError),
+    /// The reference SQLite commits failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The grid did not become as many runs as asked for.
+    #[error("the grid has {0} runs")]
+    RunCount(u32),
+    /// Simulated time ran far past the ideal makespan.
+    #[error("the simulation did not finish: {done} of {runs} runs done")]
+    Unfinished {
+        /// Runs done.
+        done: usize,
+        /// Runs of the grid.
+        runs: usize,
+    },
+    /// The store and the simulation disagree on the finished runs.
+    #[error("the store has {in_store} finished runs, the simulation saw {seen}")]
+    FinishedMismatch {
+        /// Finished runs in the store.
+        in_store: usize,
+        /// Finished runs the simulation counted.
+        seen: usize,
+    },
+}
 
 /// The simulated cluster and grid.
 #[derive(Debug, Clone)]
@@ -91,6 +126,14 @@ impl Percentiles {
             p99_us: at(0.99),
             max_us: *samples.last().expect("not empty"),
         }
+    }
+
+    /// `p50 µs / p99 µs (count calls)`, a row of the table.
+    fn median_p99_calls(&self) -> String {
+        format!(
+            "{:.0} µs / {:.0} µs ({} calls)",
+            self.p50_us, self.p99_us, self.count
+        )
     }
 }
 
@@ -202,6 +245,20 @@ impl SimWorker {
     }
 }
 
+/// The coordinator's CPU time, summed over the calls [`CpuMeter::time`] makes.
+#[derive(Debug, Default)]
+struct CpuMeter(Duration);
+
+impl CpuMeter {
+    /// Calls `f`, adding the CPU time it takes on this thread.
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let start = thread_cpu();
+        let out = f();
+        self.0 += thread_cpu().saturating_sub(start);
+        out
+    }
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
@@ -274,7 +331,7 @@ fn run_index(id: &str) -> usize {
 }
 
 /// Runs the simulation.
-pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
+pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
     let wall = Instant::now();
     let t0: Millis = 1_800_000_000_000;
     let now = Arc::new(AtomicU64::new(t0));
@@ -288,34 +345,25 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         },
         Arc::new(move || clock_now.load(Ordering::SeqCst)),
     )?;
-    let mut coord_cpu = Duration::ZERO;
-    let mut timed = |f: &mut dyn FnMut()| {
-        let c = thread_cpu();
-        f();
-        coord_cpu += thread_cpu().saturating_sub(c);
-    };
+    let mut coord_cpu = CpuMeter::default();
 
     let devices: Vec<String> = (0..cfg.gpus_per_worker)
         .map(|i| format!("cuda:{i}"))
         .collect();
     let mut workers = Vec::with_capacity(cfg.workers);
     for i in 0..cfg.workers {
-        let mut id = Err(anyhow::anyhow!("not registered"));
-        timed(&mut || {
-            id = coord
-                .register(Registration {
-                    protocol_version: ablate_common::proto::PROTOCOL_VERSION,
-                    name: format!("sim-{i:03}"),
-                    devices: devices.clone(),
-                    threads: 8,
-                    worker_id: None,
-                    data_roots: Vec::new(),
-                })
-                .map(|(id, _)| id)
-                .map_err(anyhow::Error::from);
-        });
+        let (id, _) = coord_cpu.time(|| {
+            coord.register(Registration {
+                protocol_version: ablate_common::proto::PROTOCOL_VERSION,
+                name: format!("sim-{i:03}"),
+                devices: devices.clone(),
+                threads: 8,
+                worker_id: None,
+                data_roots: Vec::new(),
+            })
+        })?;
         workers.push(SimWorker {
-            id: id?,
+            id,
             alive: true,
             busy: HashMap::new(),
         });
@@ -338,15 +386,11 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
 
     let text = grid_toml(cfg.runs);
     let submit_start = Instant::now();
-    let mut submitted = Err(anyhow::anyhow!("not submitted"));
-    timed(&mut || submitted = coord.submit(&text, "sched-sim.toml").map_err(Into::into));
-    let submitted = submitted?;
+    let submitted = coord_cpu.time(|| coord.submit(&text, "sched-sim.toml"))?;
     let submit_s = submit_start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        submitted.runs as usize == cfg.runs,
-        "the grid has {} runs",
-        submitted.runs
-    );
+    if submitted.runs as usize != cfg.runs {
+        return Err(SimError::RunCount(submitted.runs));
+    }
 
     let mut events: BinaryHeap<Reverse<(Millis, u64, Event)>> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -384,10 +428,10 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
 
     while let Some(Reverse((t, _, event))) = events.pop() {
         if t > limit {
-            anyhow::bail!(
-                "the simulation did not finish: {done} of {} runs done",
-                cfg.runs
-            );
+            return Err(SimError::Unfinished {
+                done,
+                runs: cfg.runs,
+            });
         }
         if queued > 0 {
             let dt = (t - last_t) as f64;
@@ -399,9 +443,7 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         let mut asks: Vec<usize> = Vec::new();
         match event {
             Event::Tick => {
-                let mut r = Ok(0);
-                timed(&mut || r = coord.expire());
-                r?;
+                coord_cpu.time(|| coord.expire())?;
                 asks.extend((0..workers.len()).filter(|&w| {
                     workers[w].alive && workers[w].busy_gpus() < u64::from(cfg.gpus_per_worker)
                 }));
@@ -423,7 +465,6 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                 attempt,
             } => {
                 if workers[worker].alive && workers[worker].busy.contains_key(&run) {
-                    let mut r = Ok(false);
                     let p = Progress {
                         attempt: AttemptRef {
                             worker_id: workers[worker].id.clone(),
@@ -437,7 +478,7 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                         steps_per_epoch: 0,
                     };
                     let start = Instant::now();
-                    timed(&mut || r = coord.progress(p.clone()));
+                    let r = coord_cpu.time(|| coord.progress(p));
                     beats.push(start.elapsed().as_secs_f64() * 1e6);
                     if r.is_ok() {
                         push(
@@ -468,9 +509,7 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                             run_id: run.clone(),
                             attempt,
                         };
-                        let mut r = Ok(());
-                        timed(&mut || r = coord.complete(&a, 0));
-                        if r.is_ok() {
+                        if coord_cpu.time(|| coord.complete(&a, 0)).is_ok() {
                             finished += 1;
                             done += 1;
                         }
@@ -486,11 +525,10 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                 if free.is_empty() {
                     break;
                 }
-                let mut r = Ok(None);
                 let start = Instant::now();
                 let cpu_start = thread_cpu();
                 let switches_start = thread_switches();
-                timed(&mut || r = coord.acquire(&workers[w].id, &free));
+                let r = coord_cpu.time(|| coord.acquire(&workers[w].id, &free));
                 let us = start.elapsed().as_secs_f64() * 1e6;
                 let cpu_us = thread_cpu().saturating_sub(cpu_start).as_secs_f64() * 1e6;
                 let switches = thread_switches();
@@ -533,9 +571,7 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
                 );
             }
         }
-        let mut q = 0;
-        timed(&mut || q = coord.queued_count());
-        queued = q;
+        queued = coord_cpu.time(|| coord.queued_count());
         // Done when nothing is queued, no live worker trains, and no lease of a dead
         // worker is left to lapse.
         if queued == 0 && busy_gpus == 0 && coord.active_count() == 0 {
@@ -554,10 +590,12 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         .iter()
         .filter(|r| r.state == crate::scheduling::scheduler::RunState::Finished)
         .count();
-    anyhow::ensure!(
-        finished_in_store == finished,
-        "the store has {finished_in_store} finished runs, the simulation saw {finished}"
-    );
+    if finished_in_store != finished {
+        return Err(SimError::FinishedMismatch {
+            in_store: finished_in_store,
+            seen: finished,
+        });
+    }
 
     // Overtaking: for each run, the runs of a higher index that started before it.
     let mut tree = vec![0usize; cfg.runs + 1];
@@ -624,7 +662,7 @@ pub fn run(cfg: &SimConfig) -> anyhow::Result<SimReport> {
         failed,
         retried,
         died,
-        coordinator_cpu_s: coord_cpu.as_secs_f64(),
+        coordinator_cpu_s: coord_cpu.0.as_secs_f64(),
         process_cpu_s,
         peak_rss_mib,
         store_mib: store as f64 / (1024.0 * 1024.0),
@@ -643,7 +681,7 @@ fn commit_reference(
     dir: &std::path::Path,
     synchronous: &str,
     n: usize,
-) -> anyhow::Result<Percentiles> {
+) -> Result<Percentiles, SimError> {
     let path = dir.join(format!("reference-{}.sqlite", synchronous.to_lowercase()));
     let conn = rusqlite::Connection::open(&path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -709,19 +747,10 @@ pub fn table(r: &SimReport, goals: bool) -> String {
             r.slow_placements.count, r.slow_placements.preempted, r.slow_placements.blocked
         ),
     );
-    row(
-        "any acquire p50 / p99",
-        format!(
-            "{:.0} µs / {:.0} µs ({} calls)",
-            r.acquire_any.p50_us, r.acquire_any.p99_us, r.acquire_any.count
-        ),
-    );
+    row("any acquire p50 / p99", r.acquire_any.median_p99_calls());
     row(
         "heartbeat (progress) p50 / p99",
-        format!(
-            "{:.0} µs / {:.0} µs ({} calls)",
-            r.heartbeat.p50_us, r.heartbeat.p99_us, r.heartbeat.count
-        ),
+        r.heartbeat.median_p99_calls(),
     );
     row(
         "GPU utilization while runs are queued",

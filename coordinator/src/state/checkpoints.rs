@@ -312,6 +312,16 @@ mod tests {
         hex(&Sha256::digest(data))
     }
 
+    /// The names of the files in a run's checkpoint directory, sorted.
+    fn files_of(cps: &Checkpoints, run_id: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(cps.run_dir(run_id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn tmp_root() -> PathBuf {
         std::env::temp_dir().join(format!(
             "ablate-ckpt-{}-{}",
@@ -346,12 +356,10 @@ mod tests {
         second.finish().await.unwrap();
         let name2 = cps.install(second, "r1", 2).unwrap();
         cps.prune("r1", &name2);
-        let mut left: Vec<String> = std::fs::read_dir(cps.run_dir("r1"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["epoch-00002.ckpt", "epoch-00002.ckpt.sha256"]);
+        assert_eq!(
+            files_of(&cps, "r1"),
+            ["epoch-00002.ckpt", "epoch-00002.ckpt.sha256"]
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -393,12 +401,10 @@ mod tests {
             let name = cps.install(up, "r", epoch).unwrap();
             cps.prune("r", &name);
         }
-        let mut left: Vec<String> = std::fs::read_dir(cps.run_dir("r"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        let left: Vec<String> = files_of(&cps, "r")
+            .into_iter()
             .filter(|n| n.ends_with(".ckpt"))
             .collect();
-        left.sort();
         assert_eq!(left, ["epoch-00002.ckpt", "epoch-00003.ckpt"]);
         std::fs::remove_dir_all(root).unwrap();
     }

@@ -9,6 +9,7 @@ use tracing::info;
 use super::{CoordError, Coordinator};
 use crate::launcher::{Board, QueueView, QueuedRun, WorkerSupply};
 use crate::scheduling::scheduler::{gpu_count, SchedError};
+use crate::state::store::NewEvent;
 
 /// Appends the launcher's note on a queued run to its pending reason.
 pub(super) fn add_note(reason: &mut Option<String>, notes: &BTreeMap<String, String>, run: &str) {
@@ -88,7 +89,7 @@ impl Coordinator {
         let message = format!("worker {} ({worker_id}) left: {reason}", worker.name);
         inner.store.write(|tx| {
             tx.remove_worker(worker_id)?;
-            tx.event(None, None, None, "worker", &message, now)
+            tx.event(&NewEvent::cluster("worker", &message), now)
         })?;
         inner.sched.remove_worker(worker_id);
         drop(inner);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ablate_common::metrics::EpochRecord;
 
 use super::store::{MemoryStore, NewExperiment, Store};
-use super::{AttemptRef, Coordinator, CoordinatorConfig, Progress, Registration};
+use super::{Assignment, AttemptRef, Coordinator, CoordinatorConfig, Progress, Registration};
 use crate::scheduling::scheduler::RunState;
 
 const TTL: Duration = Duration::from_secs(10);
@@ -74,13 +74,21 @@ impl Fixture {
         self.time.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Acquires the next run on the worker's CPU.
-    fn acquire(&self) -> AttemptRef {
-        let a = self
-            .coord
+    /// The next run on the worker's CPU, if one is queued.
+    fn try_acquire(&self) -> Option<Assignment> {
+        self.coord
             .acquire(&self.worker, &["cpu".to_string()])
             .unwrap()
-            .expect("a queued run");
+    }
+
+    /// Whether no run is left for the worker's CPU.
+    fn nothing_to_acquire(&self) -> bool {
+        self.try_acquire().is_none()
+    }
+
+    /// Acquires the next run on the worker's CPU.
+    fn acquire(&self) -> AttemptRef {
+        let a = self.try_acquire().expect("a queued run");
         AttemptRef {
             worker_id: self.worker.clone(),
             run_id: a.run_id,
@@ -167,11 +175,7 @@ fn a_completed_run_is_finished_with_its_epochs_and_the_experiment_with_it() {
     assert_eq!(report.runs.len(), 2);
     assert_eq!(report.runs[0].params, 1234);
     assert_eq!(report.runs[0].epochs.len(), 2);
-    assert!(f
-        .coord
-        .acquire(&f.worker, &["cpu".into()])
-        .unwrap()
-        .is_none());
+    assert!(f.nothing_to_acquire());
 }
 
 #[test]
@@ -197,11 +201,7 @@ fn a_failure_retries_until_the_attempts_run_out_and_a_permanent_one_at_once() {
     f.coord.fail(&c, "the dataset is missing", true).unwrap();
     assert_eq!(f.run(&c.run_id).0, RunState::Failed, "permanent: no retry");
     assert_eq!(f.experiment_state(), "failed");
-    assert!(f
-        .coord
-        .acquire(&f.worker, &["cpu".into()])
-        .unwrap()
-        .is_none());
+    assert!(f.nothing_to_acquire());
 }
 
 #[test]
@@ -211,11 +211,7 @@ fn cancelling_stops_queued_runs_at_once_and_running_ones_at_their_next_message()
     assert_eq!(f.coord.cancel(&f.experiment).unwrap(), 2);
     let status = f.coord.status(&f.experiment).unwrap();
     assert!(status.runs.iter().all(|r| r.state == RunState::Cancelled));
-    assert!(f
-        .coord
-        .acquire(&f.worker, &["cpu".into()])
-        .unwrap()
-        .is_none());
+    assert!(f.nothing_to_acquire());
 
     // The running attempt learns it from the answer to its progress, then lets go.
     assert!(f.epoch(&running, 1), "the answer says: cancelled");

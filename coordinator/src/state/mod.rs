@@ -22,8 +22,8 @@ use crate::scheduling::scheduler::{
 };
 use crate::state::checkpoints::{CheckpointError, Checkpoints, Upload};
 use crate::state::store::{
-    ExperimentRow, NewExperiment, NewRun, ProgressUpdate, RunRow, SqliteStore, Store, StoreError,
-    Tx,
+    ExperimentRow, NewEvent, NewExperiment, NewRun, ProgressUpdate, RunRow, SqliteStore, Store,
+    StoreError, Tx,
 };
 use crate::state::tensorboard::TensorBoardLogs;
 
@@ -496,7 +496,7 @@ impl Coordinator {
     ) -> Result<Submitted, CoordError> {
         if !user.is_empty() {
             crate::scheduling::users::check_user_name(user)
-                .map_err(|m| CoordError::invalid("user", m))?;
+                .map_err(|e| CoordError::invalid("user", e.to_string()))?;
         }
         let grid = parse_grid(grid_toml, file_name)?;
         let now = self.now();
@@ -541,14 +541,15 @@ impl Coordinator {
             } else {
                 format!(" by {user}")
             };
-            tx.event(
-                Some(&id),
-                None,
-                None,
-                "submitted",
-                &format!("{} runs from {file_name}{by}", new_runs.len()),
-                now,
-            )?;
+            let message = format!("{} runs from {file_name}{by}", new_runs.len());
+            let event = NewEvent {
+                experiment_id: Some(&id),
+                run_id: None,
+                attempt: None,
+                kind: "submitted",
+                message: &message,
+            };
+            tx.event(&event, now)?;
             Ok(seq)
         })?;
         inner.sched.set_weight(&id, grid.priority);
@@ -734,7 +735,7 @@ impl Coordinator {
         }
         let mut devices = Vec::new();
         for device in &reg.devices {
-            Device::parse(device).map_err(|m| CoordError::invalid("devices", m))?;
+            Device::parse(device).map_err(|e| CoordError::invalid("devices", e.to_string()))?;
             if !devices.contains(device) {
                 devices.push(device.clone());
             }
@@ -769,7 +770,7 @@ impl Coordinator {
         );
         self.apply(&mut inner, renewals, now, |tx| {
             tx.upsert_worker(&info, now)?;
-            tx.event(None, None, None, "worker", &message, now)
+            tx.event(&NewEvent::cluster("worker", &message), now)
         })?;
         inner.sched.insert_worker(info);
         inner.sched.touch(&id, now);
@@ -1060,14 +1061,15 @@ impl Coordinator {
         let name = self.checkpoints.install(upload, &a.run_id, epoch)?;
         inner.store.write(|tx| {
             tx.set_checkpoint(&a.run_id, epoch, &name)?;
-            tx.event(
-                None,
-                Some(&a.run_id),
-                Some(a.attempt),
-                "checkpoint",
-                &format!("epoch {epoch}: {bytes} bytes"),
-                now,
-            )
+            let message = format!("epoch {epoch}: {bytes} bytes");
+            let event = NewEvent {
+                experiment_id: None,
+                run_id: Some(&a.run_id),
+                attempt: Some(a.attempt),
+                kind: "checkpoint",
+                message: &message,
+            };
+            tx.event(&event, now)
         })?;
         self.checkpoints.prune(&a.run_id, &name);
         Ok(())

@@ -4,6 +4,7 @@
 //! It leaves (deregisters) when it stops, and after `--exit-when-idle` without a run.
 
 mod connection;
+mod error;
 mod liveness;
 mod session;
 pub mod test_hooks;
@@ -17,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use ablate_common::auth::ClientAuth;
 use ablate_common::proto::{AcquireRequest, LeaveRequest};
-use ablate_common::spec::DeviceList;
+use ablate_common::spec::{DeviceError, DeviceList};
 use tokio::task::JoinSet;
 use tonic::Code;
 
 pub use connection::{is_transient, ConnectionConfig};
+pub use error::AgentError;
 pub use session::SessionEnd;
 
 /// How often an idle worker asks for work.
@@ -60,7 +62,7 @@ pub struct Inventory {
 }
 
 /// Resolves `--devices`: `auto` is every CUDA device when there is one, else the CPU.
-pub fn inventory(devices: &str) -> Result<Inventory, String> {
+pub fn inventory(devices: &str) -> Result<Inventory, DeviceError> {
     let list = if devices == "auto" {
         // Never touch CUDA libraries before libtorch says CUDA is there.
         if tch::Cuda::is_available() && tch::Cuda::device_count() > 0 {
@@ -110,9 +112,9 @@ async fn leave(client: &mut connection::Client, worker_id: &str, reason: &str) {
 
 /// Runs the agent until `shutdown` is set and every run has been released, or until it
 /// was idle for `exit_when_idle`.
-pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let inventory = inventory(&config.devices).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
-    let auth = ClientAuth::new(config.token.as_deref()).map_err(anyhow::Error::msg)?;
+pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> Result<(), AgentError> {
+    let inventory = inventory(&config.devices).map_err(AgentError::Devices)?;
+    let auth = ClientAuth::new(config.token.as_deref())?;
     let conn = ConnectionConfig {
         url: config.url.clone(),
         auth,
@@ -122,15 +124,15 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
         tls: config.tls.clone(),
         data_roots: config.data_roots.shown(),
     };
-    let mut client = connection::client(&conn).map_err(anyhow::Error::msg)?;
+    let mut client = connection::client(&conn).map_err(AgentError::Connection)?;
     // Heartbeats and checkpoint transfers each on a connection of their own.
     let heartbeat_client = connection::client_with_timeout(&conn, Some(Duration::from_secs(10)))
-        .map_err(anyhow::Error::msg)?;
+        .map_err(AgentError::Connection)?;
     let transfer_client =
-        connection::client_with_timeout(&conn, None).map_err(anyhow::Error::msg)?;
+        connection::client_with_timeout(&conn, None).map_err(AgentError::Connection)?;
     let registered = connection::register(&mut client, &conn, None)
         .await
-        .map_err(|s| anyhow::anyhow!("registration refused: {}", s.message()))?;
+        .map_err(AgentError::Registration)?;
     let mut worker_id = registered.worker_id.clone();
     let heartbeat = Duration::from_millis((registered.lease_ttl_ms / 4).clamp(200, 2000));
     tracing::info!(worker = %worker_id, devices = ?inventory.offered, "registered with {}", config.url);
@@ -201,7 +203,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
                     tracing::warn!("coordinator does not know this worker; registering again");
                     worker_id = connection::register(&mut client, &conn, Some(&worker_id))
                         .await
-                        .map_err(|s| anyhow::anyhow!("registration refused: {}", s.message()))?
+                        .map_err(AgentError::Registration)?
                         .worker_id;
                 }
                 Err(status) if is_transient(&status) => {
@@ -212,7 +214,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(status) => {
-                    anyhow::bail!("coordinator refused this worker: {}", status.message());
+                    return Err(AgentError::Refused(status));
                 }
             }
         }

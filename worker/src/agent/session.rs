@@ -554,8 +554,9 @@ fn prepare(
     let spec: RunSpec =
         serde_json::from_str(&assignment.spec_json).map_err(|e| format!("run spec: {e}"))?;
     spec.check().map_err(|e| format!("run spec: {e}"))?;
-    let devices =
-        DeviceList::from_assigned(&assignment.devices)?.unwrap_or_else(|| ctx.cpu_devices.clone());
+    let devices = DeviceList::from_assigned(&assignment.devices)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_else(|| ctx.cpu_devices.clone());
     let options = TrainOptions::for_spec(
         spec,
         Placement {
@@ -569,7 +570,9 @@ fn prepare(
     .map_err(|e| format!("model: {e}"))?;
     let spec = &options.spec;
     let dataset = spec.dataset.as_ref().ok_or("the run spec has no dataset")?;
-    ctx.data_roots.check_dataset(dataset)?;
+    ctx.data_roots
+        .check_dataset(dataset)
+        .map_err(|e| e.to_string())?;
     if let Some(delay) = test_hooks::delay(test_hooks::PREPARE_DELAY_MS) {
         tracing::warn!("test throttle: preparing the data takes {delay:?} more");
         test_hooks::sleep_unless_stopped(delay, &stop);

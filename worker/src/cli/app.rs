@@ -135,7 +135,10 @@ fn run_agent(cli: &Cli) -> anyhow::Result<()> {
     let shutdown = Arc::new(AtomicBool::new(false));
     crate::signals::stop_on_terminate(shutdown.clone())?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(agent::run(config, shutdown))
+    // The message alone: it already quotes what it wraps, so the chain would repeat it.
+    runtime
+        .block_on(agent::run(config, shutdown))
+        .map_err(anyhow::Error::msg)
 }
 
 fn parse_token(text: &str) -> Result<Token, String> {

@@ -91,6 +91,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         });
     let devices = spec
         .device_list()
+        .map_err(crate::devices::RunDevicesError::from)
         .and_then(|d| crate::devices::check_run(&d).map(|()| d))
         .map_err(|e| anyhow::anyhow!("{file_name}: devices: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -11,6 +11,54 @@ use ablate_common::spec::DatasetSpec;
 /// Where datasets live when no `--data-root` is given (Debian's dataset packages).
 pub const DEFAULT_DATA_ROOT: &str = "/usr/share/datasets";
 
+/// A data root that does not exist, or a dataset path a worker may not read.
+#[derive(Debug, thiserror::Error)]
+pub enum DataRootError {
+    /// A `--data-root` that cannot be resolved.
+    #[error("--data-root {}: {source}", .path.display())]
+    Root {
+        /// The root as given.
+        path: PathBuf,
+        /// Why it cannot be resolved.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dataset path that cannot be resolved.
+    #[error("{field} `{shown}`: {source} (datasets are read only under: {allowed})")]
+    Unresolved {
+        /// The spec's field.
+        field: String,
+        /// The path, shortened and printable.
+        shown: String,
+        /// The data roots, for the message.
+        allowed: String,
+        /// Why it cannot be resolved.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dataset path that resolves outside every data root.
+    #[error(
+        "{field} `{shown}` is outside the data roots of this worker ({allowed}); its admin can \
+         add one with --data-root"
+    )]
+    Outside {
+        /// The spec's field.
+        field: String,
+        /// The path, shortened and printable.
+        shown: String,
+        /// The data roots, for the message.
+        allowed: String,
+    },
+    /// A split path that is absolute or steps up.
+    #[error("{field} `{shown}`: must be a path relative to dataset.root, without `..`")]
+    NotRelative {
+        /// The spec's field.
+        field: String,
+        /// The path, shortened and printable.
+        shown: String,
+    },
+}
+
 /// The allowed roots, canonicalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataRoots {
@@ -40,12 +88,13 @@ pub fn is_contained_relative(path: &Path) -> bool {
 
 impl DataRoots {
     /// Roots as given on the command line; each must exist.
-    pub fn new(paths: &[PathBuf]) -> Result<DataRoots, String> {
+    pub fn new(paths: &[PathBuf]) -> Result<DataRoots, DataRootError> {
         let mut roots = Vec::new();
         for path in paths {
-            let canonical = path
-                .canonicalize()
-                .map_err(|e| format!("--data-root {}: {e}", path.display()))?;
+            let canonical = path.canonicalize().map_err(|source| DataRootError::Root {
+                path: path.clone(),
+                source,
+            })?;
             roots.push(canonical);
         }
         Ok(DataRoots {
@@ -81,28 +130,33 @@ impl DataRoots {
     }
 
     /// `Ok` when `path` exists and resolves (symlinks followed) inside a root.
-    pub fn check_path(&self, field: &str, path: &Path) -> Result<(), String> {
+    pub fn check_path(&self, field: &str, path: &Path) -> Result<(), DataRootError> {
         let shown = excerpt(&path.display().to_string(), 200);
-        let canonical = path.canonicalize().map_err(|e| {
-            format!(
-                "{field} `{shown}`: {e} (datasets are read only under: {})",
-                self.allowed_list()
-            )
-        })?;
+        let canonical = match path.canonicalize() {
+            Ok(canonical) => canonical,
+            Err(source) => {
+                return Err(DataRootError::Unresolved {
+                    field: field.to_string(),
+                    shown,
+                    allowed: self.allowed_list(),
+                    source,
+                })
+            }
+        };
         if self.roots.iter().any(|root| canonical.starts_with(root)) {
             Ok(())
         } else {
-            Err(format!(
-                "{field} `{shown}` is outside the data roots of this worker ({}); its admin can \
-                 add one with --data-root",
-                self.allowed_list()
-            ))
+            Err(DataRootError::Outside {
+                field: field.to_string(),
+                shown,
+                allowed: self.allowed_list(),
+            })
         }
     }
 
     /// Checks a dataset: its root inside a data root; every split path relative, without
     /// `..`, and (where it exists) resolving inside a data root.
-    pub fn check_dataset(&self, spec: &DatasetSpec) -> Result<(), String> {
+    pub fn check_dataset(&self, spec: &DatasetSpec) -> Result<(), DataRootError> {
         self.check_path("dataset.root", &spec.root)?;
         let mut splits = vec![("train", &spec.train), ("eval", &spec.eval)];
         if let Some(test) = &spec.test {
@@ -126,10 +180,10 @@ impl DataRoots {
             for (key, value) in paths {
                 let field = format!("dataset.{name}.{key}");
                 if !is_contained_relative(Path::new(value)) {
-                    return Err(format!(
-                        "{field} `{}`: must be a path relative to dataset.root, without `..`",
-                        excerpt(value, 200)
-                    ));
+                    return Err(DataRootError::NotRelative {
+                        field,
+                        shown: excerpt(value, 200),
+                    });
                 }
                 let full = spec.root.join(value);
                 if full.exists() {
@@ -173,7 +227,10 @@ mod tests {
         std::os::unix::fs::symlink(&outside, allowed.join("escape")).unwrap();
         let roots = DataRoots::new(std::slice::from_ref(&allowed)).unwrap();
         assert!(roots.check_path("r", &allowed.join("mnist")).is_ok());
-        let err = roots.check_path("dataset.root", &outside).unwrap_err();
+        let err = roots
+            .check_path("dataset.root", &outside)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside the data roots"), "{err}");
         assert!(err.contains(&allowed.display().to_string()), "{err}");
         #[cfg(unix)]

@@ -39,20 +39,14 @@ fn sequence(
 /// One node taking `input`.
 fn node(vs: &nn::Path, layer: &Layer, input: Shape, init: InitScheme) -> Result<Node, ArchError> {
     Ok(match *layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias,
-        } => {
+        Layer::Conv(c) => {
             let channels = input.channels();
-            let config = init::conv(init, channels, kernel, stride, padding, bias);
+            let config = init::conv(init, channels, c.kernel, c.stride, c.padding, c.bias);
             Node::Conv(nn::conv2d(
                 vs,
                 channels as i64,
-                out as i64,
-                kernel as i64,
+                c.out as i64,
+                c.kernel as i64,
                 config,
             ))
         }
@@ -64,16 +58,11 @@ fn node(vs: &nn::Path, layer: &Layer, input: Shape, init: InitScheme) -> Result<
             })
         }
         Layer::Act(act) => Node::Act(act),
-        Layer::Pool {
-            kind,
-            kernel,
-            stride,
-            padding,
-        } => Node::Pool {
-            kind,
-            kernel: kernel as i64,
-            stride: stride as i64,
-            padding: padding as i64,
+        Layer::Pool(p) => Node::Pool {
+            kind: p.kind,
+            kernel: p.kernel as i64,
+            stride: p.stride as i64,
+            padding: p.padding as i64,
         },
         Layer::GlobalAvgPool => Node::GlobalAvgPool,
         Layer::Flatten => Node::Flatten,

@@ -5,7 +5,7 @@
 //! - `builder`: [`try_build`], from a layer tree to tch layers.
 //! - `init`: the Paddle and PyTorch initialisation schemes.
 //! - `leaky_relu`: leaky ReLU with any slope, through ATen (tch cannot pass the slope).
-//! - `rng`: [`ReplicaRng`], a replica's own generator for its dropout masks.
+//! - `rng`: [`ReplicaRng`], a replica's own generator for its dropout masks ([`RngError`]).
 
 mod builder;
 mod init;
@@ -16,4 +16,4 @@ mod rng;
 pub use builder::try_build;
 pub use network::Network;
 pub(crate) use rng::take_error as take_shim_error;
-pub use rng::ReplicaRng;
+pub use rng::{ReplicaRng, RngError};

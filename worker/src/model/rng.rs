@@ -28,6 +28,22 @@ pub(crate) unsafe fn take_error(error: *mut c_char) -> Option<String> {
     Some(message)
 }
 
+/// A replica generator that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RngError {
+    /// A device kind without replica generators (neither the CPU nor CUDA).
+    #[error("no replica generator for {0:?}")]
+    Unsupported(Device),
+    /// The C++ side failed.
+    #[error("generator on {device:?}: {message}")]
+    Shim {
+        /// The device.
+        device: Device,
+        /// The shim's message.
+        message: String,
+    },
+}
+
 /// A torch generator on one device, seeded once; its draws depend on nothing else.
 pub struct ReplicaRng {
     handle: *mut c_void,
@@ -50,17 +66,17 @@ impl std::fmt::Debug for ReplicaRng {
 
 impl ReplicaRng {
     /// A generator for tensors on `device`, seeded with `seed`.
-    pub fn new(device: Device, seed: u64) -> Result<Self, String> {
+    pub fn new(device: Device, seed: u64) -> Result<Self, RngError> {
         let index = match device {
             Device::Cpu => -1,
             Device::Cuda(i) => i as c_int,
-            other => return Err(format!("no replica generator for {other:?}")),
+            other => return Err(RngError::Unsupported(other)),
         };
         let mut handle: *mut c_void = std::ptr::null_mut();
         // SAFETY: on success the shim hands over an owned generator, freed in `drop`.
         if let Some(message) = unsafe { take_error(ablate_generator_new(index, seed, &mut handle)) }
         {
-            return Err(format!("generator on {device:?}: {message}"));
+            return Err(RngError::Shim { device, message });
         }
         Ok(ReplicaRng {
             handle,

@@ -19,13 +19,14 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointError};
-use super::optimizer::Optimizer;
+use super::optimizer::{Optimizer, OptimizerStateError};
 use super::pacing::CheckpointPacer;
-use super::precision;
+use super::precision::{self, PrecisionError};
 use super::step::{forward_backward, StepOutput};
 use crate::collective::{Collective, CollectiveError, CpuCollective};
 use crate::data::{BatchOptions, DataError, DataSource, Split};
-use crate::model::{Network, ReplicaRng};
+use crate::devices::RunDevicesError;
+use crate::model::{Network, ReplicaRng, RngError};
 
 /// How long a replica waits for its peers at a collective before failing the run.
 const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -62,7 +63,7 @@ pub enum TrainError {
     Torch(#[source] tch::TchError),
     /// A device the spec names is not usable here.
     #[error("device: {0}")]
-    Device(String),
+    Device(#[source] ReplicaSetupError),
     /// A replica panicked (a CUDA out-of-memory in a tch op, a bug); its group was aborted.
     #[error("replica {rank} panicked: {message}")]
     Panicked {
@@ -71,6 +72,24 @@ pub enum TrainError {
         /// The panic's message.
         message: String,
     },
+}
+
+/// Why a run's replicas cannot be set up here: their devices, or the test hook that makes
+/// one of them panic.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaSetupError {
+    /// The devices do not exist here, or need NCCL this build lacks.
+    #[error(transparent)]
+    Devices(#[from] RunDevicesError),
+    /// A CUDA device cannot say whether it computes in bfloat16.
+    #[error(transparent)]
+    Precision(#[from] PrecisionError),
+    /// A replica's generator cannot be made.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+    /// [`PANIC_REPLICA_ENV`] is set to something other than `RANK:STEP`.
+    #[error("{PANIC_REPLICA_ENV}={0}: expected RANK:STEP")]
+    PanicHook(String),
 }
 
 /// Weights or optimizer state of a checkpoint that the model cannot take.
@@ -90,8 +109,8 @@ pub enum StateMismatch {
         needed: Vec<i64>,
     },
     /// The optimizer state does not fit the model's variables.
-    #[error("{0}")]
-    Optimizer(String),
+    #[error(transparent)]
+    Optimizer(#[from] OptimizerStateError),
 }
 
 impl From<tch::TchError> for TrainError {
@@ -222,7 +241,7 @@ pub fn train(
         r.vs.copy(&first[0].vs)?;
         r.opt
             .load_state(&first[0].opt.state())
-            .map_err(|e| TrainError::State(StateMismatch::Optimizer(e)))?;
+            .map_err(|e| TrainError::State(e.into()))?;
     }
     let params: u64 = first[0]
         .vs
@@ -261,27 +280,31 @@ pub fn train(
                 let collective = collective.clone();
                 scope.spawn(move || {
                     tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
-                    run_replica(
-                        replica,
-                        opts,
-                        data,
-                        &*collective,
-                        &mut Silent,
-                        start_epoch,
-                        &mut Vec::new(),
-                    )
+                    guarded(replica.rank, &*collective, || {
+                        run_epochs(
+                            replica,
+                            opts,
+                            data,
+                            &*collective,
+                            &mut Silent,
+                            start_epoch,
+                            &mut Vec::new(),
+                        )
+                    })
                 })
             })
             .collect();
-        let r0 = run_replica(
-            &mut rank0,
-            opts,
-            data,
-            &*collective,
-            observer,
-            start_epoch,
-            &mut history,
-        );
+        let r0 = guarded(rank0.rank, &*collective, || {
+            run_epochs(
+                &mut rank0,
+                opts,
+                data,
+                &*collective,
+                observer,
+                start_epoch,
+                &mut history,
+            )
+        });
         // The first failure is the cause; the peers' errors are the abort it sent them.
         let mut first_error = None;
         let mut first_panic = None;
@@ -321,7 +344,7 @@ pub fn train(
 }
 
 fn torch_devices(devices: &DeviceList) -> Result<Vec<Device>, TrainError> {
-    crate::devices::check_run(devices).map_err(TrainError::Device)?;
+    crate::devices::check_run(devices).map_err(|e| TrainError::Device(e.into()))?;
     Ok(match devices {
         DeviceList::Cpu(n) => vec![Device::Cpu; *n],
         DeviceList::Cuda(ordinals) => ordinals.iter().map(|&i| Device::Cuda(i)).collect(),
@@ -336,9 +359,9 @@ fn injected_panic() -> Result<Option<(usize, u64)>, TrainError> {
     let parsed = text
         .split_once(':')
         .and_then(|(rank, step)| Some((rank.trim().parse().ok()?, step.trim().parse().ok()?)));
-    parsed.map(Some).ok_or_else(|| {
-        TrainError::Device(format!("{PANIC_REPLICA_ENV}={text}: expected RANK:STEP"))
-    })
+    parsed
+        .map(Some)
+        .ok_or_else(|| TrainError::Device(ReplicaSetupError::PanicHook(text.clone())))
 }
 
 /// The text of a panic's payload.
@@ -350,30 +373,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Runs one replica's epochs. A failure, a panic included, aborts the group at once, so
-/// the peers waiting at a collective fail within a poll instead of the collective timeout.
-fn run_replica(
-    replica: &mut Replica,
-    opts: &TrainOptions,
-    data: &DataSource,
+/// Runs replica `rank`'s epochs (`work`). A failure, a panic included, aborts the group at
+/// once, so the peers waiting at a collective fail within a poll instead of the collective
+/// timeout.
+fn guarded(
+    rank: usize,
     collective: &dyn Collective,
-    observer: &mut dyn Observer,
-    start_epoch: u32,
-    history: &mut Vec<EpochRecord>,
+    work: impl FnOnce() -> Result<EpochsEnd, TrainError>,
 ) -> Result<EpochsEnd, TrainError> {
-    let rank = replica.rank;
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        run_epochs(
-            replica,
-            opts,
-            data,
-            collective,
-            observer,
-            start_epoch,
-            history,
-        )
-    }))
-    .unwrap_or_else(|payload| {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
         Err(TrainError::Panicked {
             rank,
             message: panic_message(payload.as_ref()),
@@ -386,8 +394,8 @@ fn run_replica(
 }
 
 fn build_replica(rank: usize, device: Device, opts: &TrainOptions) -> Result<Replica, TrainError> {
-    let autocast =
-        precision::autocast_for(opts.spec.mixed_precision, device).map_err(TrainError::Device)?;
+    let autocast = precision::autocast_for(opts.spec.mixed_precision, device)
+        .map_err(|e| TrainError::Device(e.into()))?;
     let vs = nn::VarStore::new(device);
     let net = crate::model::try_build(&vs.root(), &opts.arch).map_err(TrainError::Model)?;
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -441,7 +449,7 @@ fn restore(replica: &mut Replica, ck: &checkpoint::Checkpoint) -> Result<(), Tra
     replica
         .opt
         .load_state(&ck.optimizer)
-        .map_err(|e| TrainError::State(StateMismatch::Optimizer(e)))
+        .map_err(|e| TrainError::State(e.into()))
 }
 
 fn train_options(spec: &RunSpec, epoch: u32, rank: usize, world: usize) -> BatchOptions {
@@ -500,7 +508,8 @@ fn run_epochs(
     for epoch in start_epoch..spec.epochs {
         let epoch_started = Instant::now();
         let seed = epoch_seed(spec.seed, epoch, replica.rank) as u64;
-        let rng = ReplicaRng::new(replica.device, seed).map_err(TrainError::Device)?;
+        let rng =
+            ReplicaRng::new(replica.device, seed).map_err(|e| TrainError::Device(e.into()))?;
         replica.net.set_rng(rng);
         let lr = spec.lr_at_epoch(epoch);
         let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)?

@@ -20,6 +20,7 @@ pub mod step;
 pub mod throughput;
 
 pub use engine::{
-    train, Observer, Outcome, Silent, StateMismatch, TrainError, TrainOptions, PANIC_REPLICA_ENV,
+    train, Observer, Outcome, ReplicaSetupError, Silent, StateMismatch, TrainError, TrainOptions,
+    PANIC_REPLICA_ENV,
 };
 pub use options::{threads_per_replica, Placement};

@@ -8,6 +8,24 @@ const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;
 
+/// A checkpoint's optimizer state that does not fit the optimizer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptimizerStateError {
+    /// A slot of a parameter, or the step count, is not in the state.
+    #[error("missing optimizer state `{0}`")]
+    Missing(String),
+    /// A slot has another shape than its parameter.
+    #[error("optimizer state `{key}` has shape {saved:?}, the model needs {needed:?}")]
+    Shape {
+        /// The slot's name (`slot<k>.<param>`).
+        key: String,
+        /// Its shape in the state.
+        saved: Vec<i64>,
+        /// The parameter's shape.
+        needed: Vec<i64>,
+    },
+}
+
 /// A first-order optimizer over a fixed, named list of parameters.
 ///
 /// Momentum is Paddle's: `v = μ·v + g; p -= lr·v` (no dampening, no Nesterov), which equals
@@ -121,23 +139,25 @@ impl Optimizer {
     }
 
     /// Restores [`Optimizer::state`] output; every slot of every parameter must be present.
-    pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<(), String> {
+    pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<(), OptimizerStateError> {
         let find = |key: &str| named.iter().find(|(n, _)| n == key).map(|(_, t)| t);
         for (k, slot) in self.slots.iter_mut().enumerate() {
             for ((name, _), t) in self.params.iter().zip(slot.iter_mut()) {
                 let key = format!("slot{k}.{name}");
-                let saved = find(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
+                let Some(saved) = find(&key) else {
+                    return Err(OptimizerStateError::Missing(key));
+                };
                 if saved.size() != t.size() {
-                    return Err(format!(
-                        "optimizer state `{key}` has shape {:?}, the model needs {:?}",
-                        saved.size(),
-                        t.size()
-                    ));
+                    return Err(OptimizerStateError::Shape {
+                        key,
+                        saved: saved.size(),
+                        needed: t.size(),
+                    });
                 }
                 tch::no_grad(|| t.copy_(saved));
             }
         }
-        let steps = find("steps").ok_or("missing optimizer state `steps`")?;
+        let steps = find("steps").ok_or_else(|| OptimizerStateError::Missing("steps".into()))?;
         self.steps = steps.int64_value(&[0]) as u64;
         Ok(())
     }

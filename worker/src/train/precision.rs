@@ -18,6 +18,16 @@ extern "C" {
     fn ablate_cuda_supports_bf16(device_index: c_int, out: *mut c_int) -> *mut c_char;
 }
 
+/// CUDA could not say whether a device computes in bfloat16.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cuda:{index}: {message}")]
+pub struct PrecisionError {
+    /// The CUDA ordinal.
+    pub index: usize,
+    /// The CUDA shim's message.
+    pub message: String,
+}
+
 /// The autocast dtype of a replica: bfloat16 on a CUDA device that supports it when the
 /// spec asks for mixed precision; `None` (float32 throughout) otherwise, since the CPU
 /// path has no autocast and float16 without loss scaling is not safe to train in.
@@ -29,17 +39,17 @@ pub fn autocast_kind(mixed_precision: bool, device: Device, bf16_supported: bool
 }
 
 /// Whether CUDA device `index` computes in bfloat16 natively (compute capability ≥ 8.0).
-pub fn cuda_supports_bf16(index: usize) -> Result<bool, String> {
+pub fn cuda_supports_bf16(index: usize) -> Result<bool, PrecisionError> {
     let mut out: c_int = 0;
     // SAFETY: the shim writes `out` and returns null or an owned message.
     match unsafe { take_shim_error(ablate_cuda_supports_bf16(index as c_int, &mut out)) } {
-        Some(message) => Err(format!("cuda:{index}: {message}")),
+        Some(message) => Err(PrecisionError { index, message }),
         None => Ok(out == 1),
     }
 }
 
 /// The autocast dtype for a replica on `device`, asking the device when it is CUDA.
-pub fn autocast_for(mixed_precision: bool, device: Device) -> Result<Option<Kind>, String> {
+pub fn autocast_for(mixed_precision: bool, device: Device) -> Result<Option<Kind>, PrecisionError> {
     let bf16 = match device {
         Device::Cuda(i) if mixed_precision => cuda_supports_bf16(i)?,
         _ => false,

@@ -57,7 +57,7 @@ pub struct BenchResult {
 pub enum ThroughputError {
     /// The device cannot say whether it supports bfloat16.
     #[error("mixed precision: {0}")]
-    Precision(String),
+    Precision(#[source] crate::train::precision::PrecisionError),
     /// The model cannot run at this input size.
     #[error("model `{model}`: {source}")]
     Model {

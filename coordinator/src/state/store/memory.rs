@@ -10,8 +10,8 @@ use ablate_common::spec::early_stopping::Metric;
 
 use super::error::corrupt;
 use super::{
-    AssignmentRow, ComputeRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate,
-    ReportRunRow, RunRow, StopInputRow, StopRow, Store, StoreError, Tx,
+    AssignmentRow, ComputeRow, EventRow, ExperimentRow, NewEvent, NewExperiment, NewRun,
+    ProgressUpdate, ReportRunRow, RunRow, StopInputRow, StopRow, Store, StoreError, Tx,
 };
 use crate::scheduling::scheduler::{Change, Demand, Lease, Millis, RunSched, RunState, WorkerInfo};
 
@@ -551,21 +551,13 @@ impl Tx for MemoryTx {
         self.log_change(change, now)
     }
 
-    fn event(
-        &self,
-        _experiment_id: Option<&str>,
-        run_id: Option<&str>,
-        attempt: Option<u32>,
-        kind: &str,
-        message: &str,
-        now: Millis,
-    ) -> Result<(), StoreError> {
+    fn event(&self, event: &NewEvent<'_>, now: Millis) -> Result<(), StoreError> {
         self.data.borrow_mut().events.push(EventRow {
             at_ms: now,
-            run_id: run_id.map(str::to_string),
-            attempt,
-            kind: kind.to_string(),
-            message: message.to_string(),
+            run_id: event.run_id.map(str::to_string),
+            attempt: event.attempt,
+            kind: event.kind.to_string(),
+            message: event.message.to_string(),
         });
         Ok(())
     }

@@ -29,8 +29,8 @@ use crate::scheduling::scheduler::{Change, Millis, RunSched, WorkerInfo};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use records::{
-    AssignmentRow, ComputeRow, EventRow, ExperimentRow, ExperimentState, NewExperiment, NewRun,
-    ProgressUpdate, ReportRunRow, RunRow, StopInputRow, StopRow,
+    AssignmentRow, ComputeRow, EventRow, ExperimentRow, ExperimentState, NewEvent, NewExperiment,
+    NewRun, ProgressUpdate, ReportRunRow, RunRow, StopInputRow, StopRow,
 };
 pub use sqlite::{SqliteStore, SqliteTx, SCHEMA_VERSION};
 
@@ -133,29 +133,21 @@ pub trait Tx {
     /// Writes a planned scheduler change (state, attempt, lease, timing) and its event.
     fn apply(&self, change: &Change, now: Millis) -> Result<(), StoreError>;
     /// Appends to the event log.
-    fn event(
-        &self,
-        experiment_id: Option<&str>,
-        run_id: Option<&str>,
-        attempt: Option<u32>,
-        kind: &str,
-        message: &str,
-        now: Millis,
-    ) -> Result<(), StoreError>;
+    fn event(&self, event: &NewEvent<'_>, now: Millis) -> Result<(), StoreError>;
     /// Appends a change's event to the log, when its kind is one that is logged.
     fn log_change(&self, change: &Change, now: Millis) -> Result<(), StoreError> {
         if !change.kind.logged() {
             return Ok(());
         }
         let run = &change.after;
-        self.event(
-            Some(&run.experiment_id),
-            Some(&run.id),
-            Some(run.attempt),
-            change.kind.as_str(),
-            &change.message,
-            now,
-        )
+        let event = NewEvent {
+            experiment_id: Some(&run.experiment_id),
+            run_id: Some(&run.id),
+            attempt: Some(run.attempt),
+            kind: change.kind.as_str(),
+            message: &change.message,
+        };
+        self.event(&event, now)
     }
     /// Where a run is, for progress bars.
     fn progress(&self, run_id: &str, p: &ProgressUpdate) -> Result<(), StoreError>;

@@ -21,6 +21,34 @@ pub struct NewExperiment {
     pub submitted_ms: Millis,
 }
 
+/// A line of the event log, as appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewEvent<'a> {
+    /// The experiment it concerns.
+    pub experiment_id: Option<&'a str>,
+    /// The run it concerns.
+    pub run_id: Option<&'a str>,
+    /// The attempt it concerns.
+    pub attempt: Option<u32>,
+    /// Event kind (`submitted`, `worker`, …).
+    pub kind: &'a str,
+    /// Readable text.
+    pub message: &'a str,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event of no experiment (a worker came or left).
+    pub fn cluster(kind: &'a str, message: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            experiment_id: None,
+            run_id: None,
+            attempt: None,
+            kind,
+            message,
+        }
+    }
+}
+
 /// A run of a new experiment, as inserted (state `queued`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{hex, stamp, Items, ListContext, Listing, RawImages};
+use super::{stamp, Items, ListContext, Listing, RawImages};
 use crate::data::error::{DataError, Location, Problem};
 
 const SIDE: usize = 32;
@@ -149,13 +149,7 @@ pub(super) fn list(
     if keep.iter().any(|k| !k) {
         raw.retain(&keep);
     }
-    Ok(Listing {
-        items: Items::Memory(raw),
-        bad,
-        fingerprint: hex(&hasher.finalize()),
-        class_names: None,
-        ignored: Vec::new(),
-    })
+    Ok(Listing::new(Items::Memory(raw), bad, hasher))
 }
 
 #[cfg(test)]

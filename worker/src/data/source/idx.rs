@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{hex, read_maybe_gzipped, stamp, Items, ListContext, Listing, RawImages};
+use super::{read_maybe_gzipped, stamp, Items, ListContext, Listing, RawImages};
 use crate::data::error::{DataError, Location, Problem};
 
 /// A parsed IDX file: its dimensions and its data (possibly shorter than they promise).
@@ -198,11 +198,5 @@ pub(super) fn list(
         stamp(&mut hasher, path, &meta);
     }
     hasher.update((count as u64).to_le_bytes());
-    Ok(Listing {
-        items: Items::Memory(raw),
-        bad,
-        fingerprint: hex(&hasher.finalize()),
-        class_names: None,
-        ignored: Vec::new(),
-    })
+    Ok(Listing::new(Items::Memory(raw), bad, hasher))
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{hex, stamp, FileSample, Items, ListContext, Listing};
+use super::{stamp, FileSample, Items, ListContext, Listing};
 use crate::data::error::{DataError, Location, Problem};
 use crate::data::roots::{excerpt, is_contained_relative};
 
@@ -106,13 +106,7 @@ pub(super) fn list(
             break;
         }
     }
-    Ok(Listing {
-        items: Items::Files(samples),
-        bad,
-        fingerprint: hex(&hasher.finalize()),
-        class_names: None,
-        ignored: Vec::new(),
-    })
+    Ok(Listing::new(Items::Files(samples), bad, hasher))
 }
 
 #[cfg(test)]

@@ -117,6 +117,20 @@ pub(crate) struct Listing {
     pub(crate) ignored: Vec<PathBuf>,
 }
 
+impl Listing {
+    /// The listing of a source that has no class names and leaves no file out (all but
+    /// `folder`), its fingerprint what `hasher` has seen.
+    pub(crate) fn new(items: Items, bad: Vec<BadSample>, hasher: Sha256) -> Listing {
+        Listing {
+            items,
+            bad,
+            fingerprint: hex(&hasher.finalize()),
+            class_names: None,
+            ignored: Vec::new(),
+        }
+    }
+}
+
 /// What a source needs besides its split spec.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListContext<'a> {

@@ -17,8 +17,8 @@ use super::stops;
 use crate::scheduling::scheduler::{Change, Demand, Lease, Millis, RunSched, RunState, WorkerInfo};
 use crate::state::store::error::corrupt;
 use crate::state::store::records::{
-    AssignmentRow, EventRow, ExperimentRow, NewExperiment, NewRun, ProgressUpdate, ReportRunRow,
-    RunRow,
+    AssignmentRow, EventRow, ExperimentRow, NewEvent, NewExperiment, NewRun, ProgressUpdate,
+    ReportRunRow, RunRow,
 };
 use crate::state::store::records::{ComputeRow, StopInputRow, StopRow};
 use crate::state::store::{Store, StoreError, Tx};
@@ -671,21 +671,20 @@ impl Tx for SqliteTx<'_> {
     }
 
     /// Appends to the event log.
-    fn event(
-        &self,
-        experiment_id: Option<&str>,
-        run_id: Option<&str>,
-        attempt: Option<u32>,
-        kind: &str,
-        message: &str,
-        now: Millis,
-    ) -> Result<(), StoreError> {
+    fn event(&self, event: &NewEvent<'_>, now: Millis) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
                 "INSERT INTO events (at_ms, experiment_id, run_id, attempt, kind, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![now, experiment_id, run_id, attempt, kind, message])?;
+            .execute(params![
+                now,
+                event.experiment_id,
+                event.run_id,
+                event.attempt,
+                event.kind,
+                event.message
+            ])?;
         Ok(())
     }
 
