@@ -19,18 +19,10 @@ pub const AUTH_METADATA_KEY: &str = "authorization";
 pub const SESSION_METADATA_KEY: &str = "ablate-session";
 
 impl RunState {
-    /// The word users see for the state ("queued", "running", …), as the CLI, the
-    /// reports and the dashboard print it.
-    pub fn label(self) -> &'static str {
-        match self {
-            RunState::Unspecified => "unknown",
-            RunState::Queued => "queued",
-            RunState::Running => "running",
-            RunState::Finished => "finished",
-            RunState::Failed => "failed",
-            RunState::Cancelled => "cancelled",
-            RunState::Stopped => "stopped",
-        }
+    /// The word users see for the state ("queued", "running", …): its proto name without
+    /// the `RUN_STATE_` prefix, in lower case.
+    pub fn label(self) -> String {
+        label(self.as_str_name(), "RUN_STATE_")
     }
 
     /// Whether the run will not change state again (a stopped run only by `resume`).
@@ -44,26 +36,39 @@ impl RunState {
 
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
+        f.write_str(&self.label())
     }
 }
 
 impl ExperimentState {
     /// The word users see for the state ("queued", "running", "finished", …).
-    pub fn label(self) -> &'static str {
-        match self {
-            ExperimentState::Unspecified => "unknown",
-            ExperimentState::Queued => "queued",
-            ExperimentState::Running => "running",
-            ExperimentState::Finished => "finished",
-            ExperimentState::Failed => "failed",
-            ExperimentState::Cancelled => "cancelled",
-        }
+    pub fn label(self) -> String {
+        label(self.as_str_name(), "EXPERIMENT_STATE_")
     }
 }
 
 impl std::fmt::Display for ExperimentState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
+        f.write_str(&self.label())
+    }
+}
+
+/// `RUN_STATE_RUNNING` → `running`.
+fn label(proto_name: &str, prefix: &str) -> String {
+    proto_name
+        .strip_prefix(prefix)
+        .unwrap_or(proto_name)
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_labels_are_the_lower_case_proto_names() {
+        assert_eq!(RunState::Running.label(), "running");
+        assert_eq!(RunState::Unspecified.label(), "unspecified");
+        assert_eq!(ExperimentState::Cancelled.to_string(), "cancelled");
     }
 }

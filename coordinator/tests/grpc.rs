@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ablate_common::proto::SESSION_METADATA_KEY;
 use ablate_common::proto::{self, workers_client::WorkersClient, PROTOCOL_VERSION};
+use ablate_common::proto::{ExperimentState, RunState, SESSION_METADATA_KEY};
 use ablate_coordinator::rpc::auth::{ClientAuth, RoleTokens, Token};
 use ablate_coordinator::rpc::client::{self, Client};
 use ablate_coordinator::rpc::server::{serve, ServerConfig, ServerError};
@@ -427,8 +427,8 @@ async fn runs_are_trained_once_with_fencing_and_epochs_stored_once() {
     }
     let last = last.unwrap();
     assert_eq!(
-        last.experiment.as_ref().unwrap().state().label(),
-        "finished"
+        last.experiment.as_ref().unwrap().state(),
+        ExperimentState::Finished
     );
     assert!(last.runs.iter().all(|r| r.best_eval_acc == Some(0.7)));
 
@@ -496,7 +496,7 @@ async fn lapsed_leases_requeue_with_the_next_attempt_then_fail() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.experiment.unwrap().state().label(), "failed");
+    assert_eq!(status.experiment.unwrap().state(), ExperimentState::Failed);
     assert!(
         status.runs[0].error.contains("lease expired"),
         "{}",
@@ -546,7 +546,10 @@ async fn cancellation_stops_a_running_run_and_frees_its_devices() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.experiment.unwrap().state().label(), "cancelled");
+    assert_eq!(
+        status.experiment.unwrap().state(),
+        ExperimentState::Cancelled
+    );
     let err = users
         .cancel(proto::CancelRequest {
             target: "nothing-by-this-name".into(),
@@ -664,8 +667,8 @@ async fn a_restart_keeps_runs_leases_epochs_and_checkpoints() {
         .await
         .unwrap()
         .into_inner();
-    let states: Vec<&str> = status.runs.iter().map(|r| r.state().label()).collect();
-    assert_eq!(states, ["running", "queued"]);
+    let states: Vec<RunState> = status.runs.iter().map(|r| r.state()).collect();
+    assert_eq!(states, [RunState::Running, RunState::Queued]);
     assert_eq!(status.runs[0].best_eval_acc, Some(0.7));
     server.stop().await;
 }

@@ -7,7 +7,7 @@ use ablate_common::auth::ClientAuth;
 use ablate_common::proto::experiments_client::ExperimentsClient;
 use ablate_common::proto::{
     AcquireRequest, CompleteRequest, Device, GetRequest, ListRequest, ProgressRequest,
-    RegisterRequest, ReportRequest, StepMetrics, SubmitRequest, PROTOCOL_VERSION,
+    RegisterRequest, ReportRequest, RunState, StepMetrics, SubmitRequest, PROTOCOL_VERSION,
 };
 use ablate_tests::{lenet_grid, Cluster, RawWorker};
 use tonic::Code;
@@ -135,8 +135,8 @@ fn roles_are_separate_and_a_worker_cannot_be_impersonated() {
             .unwrap()
             .into_inner();
         assert_eq!(
-            status.runs[0].state().label(),
-            "running",
+            status.runs[0].state(),
+            RunState::Running,
             "the run was not taken over"
         );
         assert_eq!(status.runs[0].worker, id);
@@ -350,7 +350,7 @@ eval = "passwd"
     let out = cluster.cli(&["submit", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let status = cluster.wait_for("passwd", 2 * MINUTES, "the run to fail", |s| {
-        s.runs.iter().all(|r| r.state().label() == "failed")
+        s.runs.iter().all(|r| r.state() == RunState::Failed)
     });
     let error = &status.runs[0].error;
     assert!(error.contains("outside the data roots"), "{error}");
@@ -368,7 +368,7 @@ fn tls_with_worker_client_certificates_end_to_end() {
     let out = cluster.cli(&["submit", grid.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     cluster.wait_for("tls", 3 * MINUTES, "the run over TLS", |s| {
-        s.runs.iter().all(|r| r.state().label() == "finished")
+        s.runs.iter().all(|r| r.state() == RunState::Finished)
     });
 
     // Without the CA the CLI says what is missing.

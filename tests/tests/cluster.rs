@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ablate_common::proto::{AcquireRequest, ExperimentStatus, ProgressRequest};
+use ablate_common::proto::{AcquireRequest, ExperimentStatus, ProgressRequest, RunState};
 use ablate_tests::{lenet_grid, Cluster, RawWorker};
 use serde_json::Value;
 
@@ -31,9 +31,12 @@ fn submit(cluster: &Cluster, file: &str, grid: &str) {
 
 fn all_terminal(s: &ExperimentStatus) -> bool {
     !s.runs.is_empty()
-        && s.runs
-            .iter()
-            .all(|r| matches!(r.state().label(), "finished" | "failed" | "cancelled"))
+        && s.runs.iter().all(|r| {
+            matches!(
+                r.state(),
+                RunState::Finished | RunState::Failed | RunState::Cancelled
+            )
+        })
 }
 
 fn report_json(cluster: &Cluster, experiment: &str) -> Value {
@@ -116,7 +119,7 @@ fn killed_worker_run_resumes_on_the_other_worker() {
         |s| {
             s.runs
                 .iter()
-                .any(|r| r.state().label() == "running" && r.checkpoint_epoch >= 1)
+                .any(|r| r.state() == RunState::Running && r.checkpoint_epoch >= 1)
         },
     );
     assert!(
@@ -138,7 +141,7 @@ fn killed_worker_run_resumes_on_the_other_worker() {
         all_terminal,
     );
     let run = &status.runs[0];
-    assert_eq!(run.state().label(), "finished", "{run:?}");
+    assert_eq!(run.state(), RunState::Finished, "{run:?}");
     assert_eq!(run.attempt, 2, "the run should have been retried once");
     assert!(
         cluster.worker_completed(1, &run.id),
@@ -192,7 +195,7 @@ fn coordinator_killed_mid_grid_loses_nothing() {
     let before = cluster.wait_for("restart", 3 * MINUTES, "two runs held after epoch 1", |s| {
         s.runs
             .iter()
-            .filter(|r| r.state().label() == "running" && r.best_eval_acc.is_some())
+            .filter(|r| r.state() == RunState::Running && r.best_eval_acc.is_some())
             .count()
             == 2
             && held(&cluster)
@@ -211,7 +214,7 @@ fn coordinator_killed_mid_grid_loses_nothing() {
     for r in before
         .runs
         .iter()
-        .filter(|r| r.state().label() == "running")
+        .filter(|r| r.state() == RunState::Running)
     {
         let same = after.runs.iter().find(|a| a.id == r.id).unwrap();
         assert_eq!(same.attempt, 1, "run {} was re-run", r.name);
@@ -238,19 +241,19 @@ fn cancel_stops_runs_and_frees_the_worker() {
         &lenet_grid("long", 50, 2048, &[1, 2]),
     );
     cluster.wait_for("long", 2 * MINUTES, "a running run", |s| {
-        s.runs.iter().any(|r| r.state().label() == "running")
+        s.runs.iter().any(|r| r.state() == RunState::Running)
     });
     let out = cluster.cli(&["cancel", "long"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let status = cluster.wait_for("long", MINUTES, "the cancellation", all_terminal);
     assert!(
-        status.runs.iter().all(|r| r.state().label() == "cancelled"),
+        status.runs.iter().all(|r| r.state() == RunState::Cancelled),
         "{status:?}"
     );
     // The worker is free again: a new grid runs to the end.
     submit(&cluster, "after.toml", &lenet_grid("after", 1, 128, &[1]));
     cluster.wait_for("after", 2 * MINUTES, "the next grid", |s| {
-        all_terminal(s) && s.runs[0].state().label() == "finished"
+        all_terminal(s) && s.runs[0].state() == RunState::Finished
     });
 }
 
@@ -270,7 +273,7 @@ fn a_worker_idle_for_exit_when_idle_leaves_and_one_stopped_leaves_too() {
     // It trains a run first (the only worker): its idle time counts from the run's end.
     submit(&cluster, "one.toml", &lenet_grid("one", 1, 128, &[1]));
     let status = cluster.wait_for("one", 2 * MINUTES, "the run", all_terminal);
-    assert_eq!(status.runs[0].state().label(), "finished", "{status:?}");
+    assert_eq!(status.runs[0].state(), RunState::Finished, "{status:?}");
     let exit = cluster.workers[idle]
         .as_mut()
         .unwrap()

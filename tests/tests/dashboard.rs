@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ablate_common::proto::RunState;
 use ablate_tests::browser::{find_chromium, Browser};
 use ablate_tests::{free_port, lenet_grid, Cluster};
 use serde_json::Value;
@@ -152,13 +153,13 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     let status = cluster.wait_for("dash", WAIT, "epoch 1 of the first run", |s| {
         s.runs
             .iter()
-            .any(|r| r.state().label() == "running" && r.best_eval_acc.is_some())
+            .any(|r| r.state() == RunState::Running && r.best_eval_acc.is_some())
     });
     let experiment = status.experiment.as_ref().unwrap().id.clone();
     let first = status
         .runs
         .iter()
-        .find(|r| r.state().label() == "running")
+        .find(|r| r.state() == RunState::Running)
         .unwrap()
         .id
         .clone();
@@ -305,11 +306,11 @@ fn the_dashboard_follows_a_grid_live_in_headless_chromium() {
     let status = cluster.wait_for("dash", WAIT, "the second run stopped", |s| {
         s.runs
             .iter()
-            .any(|r| r.id == second && r.state().label() == "cancelled" && r.worker.is_empty())
+            .any(|r| r.id == second && r.state() == RunState::Cancelled && r.worker.is_empty())
     });
-    let states: Vec<&str> = status.runs.iter().map(|r| r.state().label()).collect();
+    let states: Vec<RunState> = status.runs.iter().map(|r| r.state()).collect();
     assert!(
-        states.contains(&"finished") && states.contains(&"cancelled"),
+        states.contains(&RunState::Finished) && states.contains(&RunState::Cancelled),
         "{states:?}"
     );
 

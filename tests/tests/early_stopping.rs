@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use ablate_common::proto::ExperimentStatus;
+use ablate_common::proto::{ExperimentState, ExperimentStatus, RunState};
 use ablate_tests::{lenet_base, Cluster};
 use serde_json::Value;
 
@@ -54,8 +54,8 @@ fn all_terminal(s: &ExperimentStatus) -> bool {
     !s.runs.is_empty()
         && s.runs.iter().all(|r| {
             matches!(
-                r.state().label(),
-                "finished" | "failed" | "cancelled" | "stopped"
+                r.state(),
+                RunState::Finished | RunState::Failed | RunState::Cancelled | RunState::Stopped
             )
         })
 }
@@ -112,20 +112,20 @@ fn a_hopeless_variant_is_stopped_and_the_winner_is_unchanged() {
 
     // The hopeless variant's second seed is stopped at epoch 1; its first seed had
     // finished before the variant could be judged over both seeds.
-    let states: Vec<(&str, &str)> = status
+    let states: Vec<(&str, RunState)> = status
         .runs
         .iter()
-        .map(|r| (r.name.as_str(), r.state().label()))
+        .map(|r| (r.name.as_str(), r.state()))
         .collect();
     assert_eq!(
         states,
         [
-            ("lenet lr=0.003 seed=1", "finished"),
-            ("lenet lr=0.003 seed=2", "finished"),
-            ("lenet lr=0.001 seed=1", "finished"),
-            ("lenet lr=0.001 seed=2", "finished"),
-            ("lenet lr=0.0000001 seed=1", "finished"),
-            ("lenet lr=0.0000001 seed=2", "stopped"),
+            ("lenet lr=0.003 seed=1", RunState::Finished),
+            ("lenet lr=0.003 seed=2", RunState::Finished),
+            ("lenet lr=0.001 seed=1", RunState::Finished),
+            ("lenet lr=0.001 seed=2", RunState::Finished),
+            ("lenet lr=0.0000001 seed=1", RunState::Finished),
+            ("lenet lr=0.0000001 seed=2", RunState::Stopped),
         ],
         "{}",
         cluster.logs()
@@ -143,7 +143,7 @@ fn a_hopeless_variant_is_stopped_and_the_winner_is_unchanged() {
         stopped.stop_reason
     );
     let e = status.experiment.as_ref().unwrap();
-    assert_eq!((e.state().label(), e.stopped), ("finished", 1));
+    assert_eq!((e.state(), e.stopped), (ExperimentState::Finished, 1));
     let summary = status
         .early_stopping
         .as_ref()
@@ -230,11 +230,11 @@ fn a_hopeless_variant_is_stopped_and_the_winner_is_unchanged() {
     let out = cli_ok(&cluster, &["resume", &id]);
     assert!(out.contains("resumed 1 run(s)"), "{out}");
     let status = cluster.wait_for("stop", 8 * MINUTES, "the resumed run to end", |s| {
-        all_terminal(s) && s.runs[5].state().label() != "stopped"
+        all_terminal(s) && s.runs[5].state() != RunState::Stopped
     });
     assert_eq!(
-        status.runs[5].state().label(),
-        "finished",
+        status.runs[5].state(),
+        RunState::Finished,
         "{:#?}",
         status.runs[5]
     );

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use ablate_common::proto::ExperimentStatus;
+use ablate_common::proto::{ExperimentStatus, RunState};
 use ablate_tests::{lenet_grid, Cluster};
 
 const MINUTES: Duration = Duration::from_secs(60);
@@ -24,9 +24,12 @@ fn submit(cluster: &Cluster, file: &str, grid: &str) {
 
 fn all_terminal(s: &ExperimentStatus) -> bool {
     !s.runs.is_empty()
-        && s.runs
-            .iter()
-            .all(|r| matches!(r.state().label(), "finished" | "failed" | "cancelled"))
+        && s.runs.iter().all(|r| {
+            matches!(
+                r.state(),
+                RunState::Finished | RunState::Failed | RunState::Cancelled
+            )
+        })
 }
 
 /// Waits until worker `index`'s log has a line containing `text`.
@@ -58,8 +61,8 @@ fn a_run_outlasting_its_lease_ttl_in_preparation_upload_and_eval_finishes_first_
     let status = cluster.wait_for("slow", 3 * MINUTES, "the run to finish", all_terminal);
     let run = &status.runs[0];
     assert_eq!(
-        run.state().label(),
-        "finished",
+        run.state(),
+        RunState::Finished,
         "{run:?}\n{}",
         cluster.logs()
     );
@@ -101,8 +104,8 @@ fn a_hung_step_is_reported_stalled_and_the_run_requeued() {
     let status = cluster.wait_for("hang", 3 * MINUTES, "the retry to finish", all_terminal);
     let run = &status.runs[0];
     assert_eq!(
-        run.state().label(),
-        "finished",
+        run.state(),
+        RunState::Finished,
         "{run:?}\n{}",
         cluster.logs()
     );
@@ -130,8 +133,8 @@ fn cancel_reaches_a_run_in_the_middle_of_a_long_evaluation() {
     assert!(out.status.success());
     let status = cluster.wait_for("eval", MINUTES, "the cancellation", all_terminal);
     assert_eq!(
-        status.runs[0].state().label(),
-        "cancelled",
+        status.runs[0].state(),
+        RunState::Cancelled,
         "{:?}",
         status.runs[0]
     );

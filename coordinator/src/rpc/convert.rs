@@ -497,14 +497,7 @@ mod tests {
 
     #[test]
     fn every_run_state_has_its_wire_state_and_label() {
-        for state in [
-            RunState::Queued,
-            RunState::Running,
-            RunState::Finished,
-            RunState::Failed,
-            RunState::Cancelled,
-            RunState::Stopped,
-        ] {
+        for state in RunState::ALL {
             let wire = run_state(state);
             assert_eq!(wire.label(), state.as_str());
             assert_eq!(wire.is_terminal(), state.is_terminal());

@@ -75,6 +75,16 @@ pub enum RunState {
 }
 
 impl RunState {
+    /// Every state, in the order of a run's life.
+    pub const ALL: [RunState; 6] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Finished,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::Stopped,
+    ];
+
     /// The state's name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -106,15 +116,10 @@ impl FromStr for RunState {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "queued" => RunState::Queued,
-            "running" => RunState::Running,
-            "finished" => RunState::Finished,
-            "failed" => RunState::Failed,
-            "cancelled" => RunState::Cancelled,
-            "stopped" => RunState::Stopped,
-            other => return Err(format!("unknown run state `{other}`")),
-        })
+        RunState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown run state `{s}`"))
     }
 }
 

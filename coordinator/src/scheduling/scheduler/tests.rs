@@ -428,13 +428,7 @@ fn changes_plan_without_mutating() {
 
 #[test]
 fn states_round_trip() {
-    for state in [
-        RunState::Queued,
-        RunState::Running,
-        RunState::Finished,
-        RunState::Failed,
-        RunState::Cancelled,
-    ] {
+    for state in RunState::ALL {
         assert_eq!(state.as_str().parse::<RunState>(), Ok(state));
     }
     assert!("done".parse::<RunState>().is_err());
