@@ -281,29 +281,25 @@ pub fn train(
                 scope.spawn(move || {
                     tch::set_num_threads(opts.threads_per_replica.max(1) as i32);
                     guarded(replica.rank, &*collective, || {
-                        run_epochs(
+                        let run = ReplicaRun {
                             replica,
                             opts,
-                            data,
-                            &*collective,
-                            &mut Silent,
-                            start_epoch,
-                            &mut Vec::new(),
-                        )
+                            collective: &*collective,
+                            observer: &mut Silent,
+                        };
+                        run_epochs(run, data, start_epoch, &mut Vec::new())
                     })
                 })
             })
             .collect();
         let r0 = guarded(rank0.rank, &*collective, || {
-            run_epochs(
-                &mut rank0,
+            let run = ReplicaRun {
+                replica: &mut rank0,
                 opts,
-                data,
-                &*collective,
+                collective: &*collective,
                 observer,
-                start_epoch,
-                &mut history,
-            )
+            };
+            run_epochs(run, data, start_epoch, &mut history)
         });
         // The first failure is the cause; the peers' errors are the abort it sent them.
         let mut first_error = None;
@@ -494,34 +490,38 @@ fn epoch_seed(seed: u64, epoch: u32, rank: usize) -> i64 {
     (x >> 1) as i64
 }
 
+/// One replica's part of a run: its model and optimizer, the run's options, the group it
+/// all-reduces with, and where it reports (rank 0 reports; the others are silent).
+struct ReplicaRun<'a> {
+    replica: &'a mut Replica,
+    opts: &'a TrainOptions,
+    collective: &'a dyn Collective,
+    observer: &'a mut dyn Observer,
+}
+
 fn run_epochs(
-    replica: &mut Replica,
-    opts: &TrainOptions,
+    mut run: ReplicaRun<'_>,
     data: &DataSource,
-    collective: &dyn Collective,
-    observer: &mut dyn Observer,
     start_epoch: u32,
     history: &mut Vec<EpochRecord>,
 ) -> Result<EpochsEnd, TrainError> {
+    let opts = run.opts;
     let spec = &opts.spec;
     let mut pacer = CheckpointPacer::new(spec.epochs, start_epoch);
     for epoch in start_epoch..spec.epochs {
         let epoch_started = Instant::now();
-        let seed = epoch_seed(spec.seed, epoch, replica.rank) as u64;
+        let seed = epoch_seed(spec.seed, epoch, run.replica.rank) as u64;
         let rng =
-            ReplicaRng::new(replica.device, seed).map_err(|e| TrainError::Device(e.into()))?;
-        replica.net.set_rng(rng);
+            ReplicaRng::new(run.replica.device, seed).map_err(|e| TrainError::Device(e.into()))?;
+        run.replica.net.set_rng(rng);
         let lr = spec.lr_at_epoch(epoch);
-        let train = match train_epoch(replica, opts, &data.train, collective, observer, epoch, lr)?
-        {
+        let train = match train_epoch(&mut run, &data.train, epoch, lr)? {
             Some(t) => t,
             None => return Ok(EpochsEnd::Stopped(pacer.saved_epoch())),
         };
         let train_seconds = epoch_started.elapsed().as_secs_f64();
-        average_buffers(replica, collective)?;
-        let Some((eval_loss, eval_acc)) =
-            evaluate(replica, opts, &data.eval, collective, observer, epoch + 1)?
-        else {
+        average_buffers(run.replica, run.collective)?;
+        let Some((eval_loss, eval_acc)) = evaluate(&mut run, &data.eval, epoch + 1)? else {
             return Ok(EpochsEnd::Stopped(pacer.saved_epoch()));
         };
         let record = EpochRecord {
@@ -534,6 +534,7 @@ fn run_epochs(
             seconds: epoch_started.elapsed().as_secs_f64(),
             images_per_sec: train.images as f64 / train_seconds.max(1e-9),
         };
+        let replica = &mut *run.replica;
         if replica.rank == 0 {
             history.push(record);
             let path = if pacer.due(epoch + 1, epoch_started.elapsed()) {
@@ -546,7 +547,7 @@ fn run_epochs(
             } else {
                 None
             };
-            observer.on_epoch(&record, path.as_deref());
+            run.observer.on_epoch(&record, path.as_deref());
         }
     }
     Ok(EpochsEnd::Finished)
@@ -587,14 +588,13 @@ fn sum_over_replicas(
 
 /// Trains one epoch; `None` when a stop was requested (agreed on by every replica).
 fn train_epoch(
-    replica: &mut Replica,
-    opts: &TrainOptions,
+    run: &mut ReplicaRun<'_>,
     split: &Split,
-    collective: &dyn Collective,
-    observer: &mut dyn Observer,
     epoch: u32,
     lr: f64,
 ) -> Result<Option<EpochTotals>, TrainError> {
+    let (replica, opts, collective) = (&mut *run.replica, run.opts, run.collective);
+    let observer = &mut *run.observer;
     let spec = &opts.spec;
     let world = collective.world();
     let batch_opts = train_options(spec, epoch, replica.rank, world);
@@ -729,13 +729,12 @@ fn average_buffers(replica: &mut Replica, collective: &dyn Collective) -> Result
 /// Mean loss and accuracy on the eval split, each replica taking its shard; `None` when a
 /// stop was requested meanwhile.
 fn evaluate(
-    replica: &mut Replica,
-    opts: &TrainOptions,
+    run: &mut ReplicaRun<'_>,
     split: &Split,
-    collective: &dyn Collective,
-    observer: &mut dyn Observer,
     epoch: u32,
 ) -> Result<Option<(f64, f64)>, TrainError> {
+    let (replica, opts, collective) = (&mut *run.replica, run.opts, run.collective);
+    let observer = &mut *run.observer;
     let spec = &opts.spec;
     let device = replica.device;
     let autocast = replica.autocast;
