@@ -30,10 +30,9 @@ fn free(w: &proto::WorkerInfoEntry) -> Vec<String> {
 }
 
 fn last_seen(w: &proto::WorkerInfoEntry, now: u64) -> String {
-    if w.last_seen_unix_ms == 0 {
-        "not since restart".to_string()
-    } else {
-        ago(now, w.last_seen_unix_ms)
+    match w.last_seen_unix_ms {
+        Some(at) => ago(now, at),
+        None => "not since restart".to_string(),
     }
 }
 
@@ -122,7 +121,7 @@ pub(super) async fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
                     "threads": w.threads,
                     "data_roots": w.data_roots,
                     "connected": w.live,
-                    "last_seen_unix_ms": (w.last_seen_unix_ms > 0).then_some(w.last_seen_unix_ms),
+                    "last_seen_unix_ms": w.last_seen_unix_ms,
                     "protocol_version": w.protocol_version,
                 })
             })

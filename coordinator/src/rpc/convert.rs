@@ -338,7 +338,7 @@ pub(super) fn worker_entry(w: &WorkerView) -> proto::WorkerInfoEntry {
         devices: w.info.devices.clone(),
         busy: w.busy.clone(),
         runs: w.runs.clone(),
-        last_seen_unix_ms: w.last_seen_ms.unwrap_or(0),
+        last_seen_unix_ms: w.last_seen_ms,
         protocol_version: ablate_common::proto::PROTOCOL_VERSION,
         live: w.connected,
         threads: w.info.threads,
