@@ -78,8 +78,7 @@ pub(super) async fn submit_as(
                 .map_err(|_| anyhow::anyhow!("--user `{user}`: not a valid metadata value"))?,
         );
     }
-    let response = client.submit(request).await.answer()?;
-    Ok(response)
+    client.submit(request).await.answer()
 }
 
 pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {

@@ -75,7 +75,7 @@ pub(super) fn summary_line(r: &proto::RunStatus) -> String {
             "- {}  cancelled{}",
             r.name,
             match r.best_eval_acc {
-                Some(_) => format!(" (best eval acc so far {})", percent(r.best_eval_acc)),
+                Some(acc) => format!(" (best eval acc so far {})", percent(Some(acc))),
                 None => String::new(),
             }
         ),
